@@ -1,0 +1,3 @@
+from flowgate.cli import main
+
+main()

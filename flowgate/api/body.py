@@ -1,0 +1,56 @@
+"""Reading request bodies: JSON objects or multipart/form-data, with size limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from flowgate.domain.errors import InvalidRequest
+
+
+async def read_limited(request: Request, limit: int, what: str = "Body") -> bytes:
+    """The raw body, refusing more than ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise InvalidRequest(f"File size ({declared}) is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidRequest(f"File size ({size}+) is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_fields(request: Request, limit: int) -> tuple[dict[str, Any], dict[str, UploadFile]]:
+    """Parse a JSON object or a multipart/url-encoded form into (fields, files)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form = await request.form(max_files=20, max_fields=200)
+        fields: dict[str, Any] = {}
+        files: dict[str, UploadFile] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                files[key] = value
+            else:
+                fields[key] = value
+        return fields, files
+    raw = await read_limited(request, limit)
+    if not raw.strip():
+        raise InvalidRequest("Body is empty: send a JSON object (Content-Type: application/json)")
+    if content_type not in ("application/json", "") and not content_type.endswith("+json"):
+        raise InvalidRequest(
+            f"Content-Type {content_type} is not supported here: send application/json "
+            "or multipart/form-data"
+        )
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"Body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("Body must be a JSON object")
+    return data, {}

@@ -1,0 +1,61 @@
+"""The one place where flowgate's error hierarchy becomes HTTP responses (contract bodies)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from flowgate.domain.errors import FlowgateError
+
+log = logging.getLogger("flowgate.api")
+
+
+def error_response(exc: FlowgateError) -> JSONResponse:
+    """The contract's body, status and headers for ``exc``."""
+    body = exc.body()
+    if exc.job_id is not None:
+        body = {"jobId": exc.job_id, **body}
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers())
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        location = ".".join(
+            str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")
+        )
+        parts.append(f"{location or 'request'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "Invalid request parameters"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error, including framework ones, to ``{"error": "..."}`` bodies."""
+
+    @app.exception_handler(FlowgateError)
+    async def _flowgate_error(_request: Request, exc: FlowgateError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _validation_message(exc)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "Not found: see /openapi.json for the routes flowgate serves"
+        if exc.status_code == 405:
+            message = "Method not allowed on this path: see /openapi.json"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            {"error": "Internal error in flowgate; the request id in the logs has the details"},
+            status_code=500,
+        )

@@ -1,0 +1,103 @@
+"""/v1/google-flow/assets and /images (contract §4, §5 C1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from flowgate.api.body import read_fields, read_limited
+from flowgate.api.deps import CallerDep, RuntimeDep
+from flowgate.domain.errors import InvalidRequest
+
+router = APIRouter(tags=["images"])
+
+_IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["prompt"],
+                    "properties": {
+                        "prompt": {"type": "string"},
+                        "model": {
+                            "type": "string",
+                            "enum": ["imagen-4", "nano-banana-2", "nano-banana", "nano-banana-pro"],
+                        },
+                        "aspectRatio": {
+                            "type": "string",
+                            "enum": [
+                                "16:9",
+                                "4:3",
+                                "1:1",
+                                "3:4",
+                                "9:16",
+                                "auto",
+                                "landscape",
+                                "portrait",
+                            ],
+                        },
+                        "count": {"type": "integer", "minimum": 1, "maximum": 4},
+                        "seed": {"type": "integer", "minimum": 0},
+                        "email": {"type": "string"},
+                        "replyUrl": {"type": "string"},
+                        "replyRef": {"type": "string"},
+                        **{f"reference_{n}": {"type": "string"} for n in range(1, 11)},
+                        **{f"character_{n}": {"type": "string"} for n in range(1, 8)},
+                        "captchaToken": {"type": "string"},
+                        "captchaRetry": {"type": "integer", "minimum": 1, "maximum": 10},
+                        "captchaOrder": {"type": "string"},
+                    },
+                }
+            },
+            "multipart/form-data": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+_ASSET_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            mime: {"schema": {"type": "string", "format": "binary"}}
+            for mime in ("image/png", "image/jpeg", "image/webp")
+        },
+    }
+}
+
+
+async def _upload(request: Request, runtime: Any, caller: Any, email: str | None) -> dict[str, Any]:
+    limit = runtime.settings.max_upload_bytes
+    data = await read_limited(request, limit)
+    return await runtime.images.upload(caller, data, request.headers.get("content-type"), email)
+
+
+@router.post("/assets", openapi_extra=_ASSET_BODY, summary="Upload an image (raw bytes)")
+async def upload_asset(request: Request, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    """Raw PNG, JPEG or WebP bytes with their Content-Type, ≤ 20 MiB."""
+    return await _upload(request, runtime, caller, None)
+
+
+@router.post("/assets/{email}", openapi_extra=_ASSET_BODY, summary="Upload an image for an account")
+async def upload_asset_for(
+    email: str, request: Request, runtime: RuntimeDep, caller: CallerDep
+) -> dict[str, Any]:
+    """As POST /assets, labelled with the given account (404 if unknown)."""
+    return await _upload(request, runtime, caller, email)
+
+
+@router.post("/images", openapi_extra=_IMAGE_BODY, summary="Generate images (sync)")
+async def generate_images(
+    request: Request, runtime: RuntimeDep, caller: CallerDep
+) -> dict[str, Any]:
+    """JSON or multipart/form-data; answers when the images are stored."""
+    fields, files = await read_fields(request, runtime.settings.max_json_bytes)
+    if files:
+        raise InvalidRequest(
+            f"file field(s) {', '.join(sorted(files))} not accepted here: upload images with "
+            "POST /assets and pass their mediaGenerationId as reference_N"
+        )
+    form = not request.headers.get("content-type", "").startswith("application/json")
+    return await runtime.images.generate(caller, fields, form=form)

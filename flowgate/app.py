@@ -1,0 +1,69 @@
+"""create_app(settings): builds the ASGI app and wires everything."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from flowgate import __version__
+from flowgate.api import health, media
+from flowgate.api.errors import install_error_handlers
+from flowgate.api.flow import accounts, characters, images, jobs
+from flowgate.api.middleware import RequestIdMiddleware
+from flowgate.config import Settings
+from flowgate.observability import configure_logging
+from flowgate.runtime import Runtime, bootstrap, open_runtime, start_background
+
+
+def _announce(settings: Settings, token: str | None) -> None:
+    print(f"flowgate {__version__} listening on {settings.public_url}", flush=True)
+    print(f"  data dir: {settings.data_dir.resolve()}", flush=True)
+    if settings.sandbox:
+        print(f"  sandbox upstream: {settings.sandbox_base_url} (no Google key needed)", flush=True)
+    if token:
+        print("  first start: created user 'admin'; its API token (shown once):", flush=True)
+        print(f"  FLOWGATE_TOKEN={token}", flush=True)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The flowgate ASGI application for ``settings``."""
+    configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime: Runtime = await open_runtime(settings)
+        app.state.runtime = runtime
+        token = await bootstrap(runtime)
+        _announce(settings, token)
+        sys.stdout.flush()
+        start_background(runtime)
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="flowgate",
+        version=__version__,
+        description="Self-hosted gateway for AI image and video generation "
+        "(Google Flow API v1 compatible).",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    flow = APIRouter(prefix="/v1/google-flow")
+    flow.include_router(accounts.router)
+    flow.include_router(images.router)
+    flow.include_router(characters.router)
+    flow.include_router(jobs.router)
+    app.include_router(flow)
+    app.include_router(media.router)
+    app.include_router(health.router)
+    if settings.sandbox:
+        from flowgate.sandbox import create_sandbox_app
+
+        app.mount("/sandbox/gemini", create_sandbox_app())
+    app.add_middleware(RequestIdMiddleware)
+    return app

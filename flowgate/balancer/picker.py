@@ -1,0 +1,304 @@
+"""Account selection with slots: explicit email, else filter and score, else wait or 429.
+
+Statistics and quarantine entries come from the database, so every instance
+sharing it sees the same numbers; each instance caches them per user for at
+most one second (DESIGN §1.4).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from flowgate.balancer.selection import Candidate, select_account
+from flowgate.balancer.slots import SlotBoard
+from flowgate.domain.catalogue import upstream_model_id
+from flowgate.domain.errors import (
+    AccountNotFound,
+    Busy,
+    NoEligibleAccount,
+    NotFound,
+    SkipReason,
+    UpstreamError,
+)
+from flowgate.domain.quarantine import (
+    ACCOUNT_QUOTA,
+    ALL_MODELS,
+    PER_MODEL_DAILY,
+    QuarantinePolicy,
+    decide_quarantine,
+)
+from flowgate.storage import accounts as account_rows
+from flowgate.storage import quarantine as quarantine_rows
+from flowgate.storage import stats as stat_rows
+from flowgate.storage.models import Account, QuarantineEntry
+
+log = logging.getLogger("flowgate.balancer")
+HEALTH_OK = "OK"
+WINDOW = timedelta(minutes=15)
+_CACHE_SECONDS = 1.0
+
+
+@dataclass
+class Lease:
+    """An account taken for one request; ``release`` frees its slot (idempotent)."""
+
+    account: Account
+    board: SlotBoard
+    released: bool = field(default=False)
+
+    def release(self) -> None:
+        """Give the slot back."""
+        if not self.released:
+            self.released = True
+            self.board.release(self.account.id)
+
+
+def supports_model(account: Account, model: str) -> bool:
+    """True when the account's key can use the upstream model behind ``model``.
+
+    An account whose model list is unknown (never checked) is assumed able.
+    """
+    if not account.models:
+        return True
+    return upstream_model_id(model, account.model_map) in account.models
+
+
+@dataclass
+class _Snapshot:
+    """What the database said about one user's accounts, at ``taken``."""
+
+    taken: float
+    accounts: list[Account]
+    counts: dict[tuple[str, str], stat_rows.EventCounts]
+    executing_db: dict[tuple[str, str], int]
+    executing_local: dict[int, int]
+    quarantine: list[QuarantineEntry]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AccountPicker:
+    """Chooses and occupies an account for a request (DESIGN §3 'choose account')."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        board: SlotBoard,
+        *,
+        queue_timeout_seconds: float,
+        policy: QuarantinePolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self.board = board
+        self._queue_timeout = queue_timeout_seconds
+        self.policy = policy or QuarantinePolicy()
+        self._rng = rng or random.Random()
+        self._snapshots: dict[int, _Snapshot] = {}
+
+    async def _snapshot(self, user_id: int) -> _Snapshot:
+        now = time.monotonic()
+        cached = self._snapshots.get(user_id)
+        if cached is not None and now - cached.taken < _CACHE_SECONDS:
+            return cached
+        moment = datetime.now(UTC)
+        async with self._sessions() as session:
+            accounts = await account_rows.accounts_of(session, user_id)
+            counts = await stat_rows.event_counts(session, user_id, moment - WINDOW)
+            executing = await stat_rows.executing_counts(session, user_id)
+            entries = await quarantine_rows.active_entries(session, user_id, moment)
+        snap = _Snapshot(
+            now,
+            accounts,
+            counts,
+            executing,
+            {a.id: self.board.executing(a.id) for a in accounts},
+            entries,
+        )
+        if len(self._snapshots) > 10_000:
+            self._snapshots.clear()
+        self._snapshots[user_id] = snap
+        return snap
+
+    def forget(self, user_id: int) -> None:
+        """Drop the cached snapshot (after a change this instance made)."""
+        self._snapshots.pop(user_id, None)
+
+    def candidates(self, snap: _Snapshot, *, model: str, kind: str) -> list[Candidate]:
+        """Every account of the snapshot as a candidate for ``model``."""
+        now = datetime.now(UTC)
+        result = []
+        for a in snap.accounts:
+            counts = snap.counts.get((a.email, kind), stat_rows.EventCounts())
+            # Other instances' running jobs, plus what this instance runs right now.
+            others = max(
+                0, snap.executing_db.get((a.email, kind), 0) - snap.executing_local.get(a.id, 0)
+            )
+            entry = self._quarantine_for(snap, a.id, model, now)
+            result.append(
+                Candidate(
+                    account_id=a.id,
+                    email=a.email,
+                    healthy=a.health == HEALTH_OK,
+                    supports_model=supports_model(a, model),
+                    has_room=self.board.has_room(a.id, a.max_concurrency),
+                    executing=others + self.board.executing(a.id),
+                    failed=counts.failed,
+                    rate_limited=counts.rate_limited,
+                    quarantine_reason=entry.reason if entry else None,
+                    quarantine_model=entry.model if entry else None,
+                    quarantine_until=entry.until if entry else None,
+                )
+            )
+        return result
+
+    @staticmethod
+    def _quarantine_for(
+        snap: _Snapshot, account_id: int, model: str, now: datetime
+    ) -> QuarantineEntry | None:
+        matching = [
+            e
+            for e in snap.quarantine
+            if e.account_id == account_id and e.until > now and e.model in (model, ALL_MODELS)
+        ]
+        return max(matching, key=lambda e: e.until) if matching else None
+
+    async def acquire(
+        self,
+        user_id: int,
+        *,
+        model: str,
+        email: str | None,
+        kind: str = "image",
+        exclude: frozenset[str] = frozenset(),
+    ) -> Lease:
+        """Take a slot on the explicit account, or on the best eligible one."""
+        if email is not None:
+            async with self._sessions() as session:
+                account = await account_rows.account_by_email(session, user_id, email.lower())
+            if account is None:
+                raise AccountNotFound(email)
+            return await self._take_explicit(account)
+        snap = await self._snapshot(user_id)
+        accounts = [a for a in snap.accounts if a.email not in exclude]
+        if not snap.accounts:
+            raise NotFound(
+                "No Google Flow account configured: add one with POST /v1/google-flow/accounts "
+                '({"email": ..., "provider": "gemini", "apiKey": ...})'
+            )
+        by_id = {a.id: a for a in accounts}
+        candidates = [
+            c for c in self.candidates(snap, model=model, kind=kind) if c.account_id in by_id
+        ]
+        selection = select_account(candidates, model, self._rng)
+        if selection.chosen is not None:
+            chosen = by_id[selection.chosen.account_id]
+            self.board.take(chosen.id, chosen.max_concurrency)
+            return Lease(chosen, self.board)
+        if selection.waitable:
+            got = await self.board.wait_for_any(
+                frozenset(c.account_id for c in selection.waitable), self._queue_timeout
+            )
+            if got is not None:
+                return Lease(by_id[got], self.board)
+            raise Busy(
+                "All eligible accounts are busy (maxConcurrency reached) and no slot freed in "
+                f"{self._queue_timeout:g} s; retry later, raise maxConcurrency or add accounts",
+                retry_after_seconds=max(1, int(self._queue_timeout) or 1),
+            )
+        raise self._no_eligible(model, candidates, list(selection.skipped))
+
+    def _no_eligible(
+        self, model: str, candidates: list[Candidate], skipped: list[SkipReason]
+    ) -> NoEligibleAccount:
+        now = datetime.now(UTC)
+        untils = [c.quarantine_until for c in candidates if c.quarantine_until is not None]
+        retry_at = min(untils) if untils else now + timedelta(seconds=60)
+        seconds = max(1, int((retry_at - now).total_seconds() + 0.999))
+        reasons = {s.reason for s in skipped}
+        if reasons == {PER_MODEL_DAILY}:
+            message = (
+                f"All your Google Flow accounts have hit Google's daily quota for model '{model}'. "
+                f"This quota resets at UTC midnight ({_iso(retry_at)}). "
+                "Try a different model, or wait."
+            )
+        elif reasons <= {PER_MODEL_DAILY, ACCOUNT_QUOTA, "PUBLIC_ERROR_USER_REQUESTS_THROTTLED"}:
+            message = (
+                f"All your accounts are quarantined for model '{model}' after upstream quota "
+                f"errors; the first one is back at {_iso(retry_at)}. Wait, try a different "
+                "model, or add accounts."
+            )
+        else:
+            message = (
+                f"None of your accounts can serve model '{model}' now: "
+                + "; ".join(f"{s.email}: {s.reason}" for s in skipped)
+                + ". Fix unhealthy keys (GET /accounts/{email}), or add accounts."
+            )
+        return NoEligibleAccount(
+            message,
+            retry_after_iso=_iso(retry_at),
+            retry_after_seconds=seconds,
+            skip_reasons=skipped,
+        )
+
+    async def _take_explicit(self, account: Account) -> Lease:
+        # An explicit email bypasses quarantine and health, but not the slot limit.
+        if self.board.has_room(account.id, account.max_concurrency):
+            self.board.take(account.id, account.max_concurrency)
+            return Lease(account, self.board)
+        got = await self.board.wait_for_any(frozenset({account.id}), self._queue_timeout)
+        if got is None:
+            raise Busy(
+                f"Account {account.email} is at its maxConcurrency ({account.max_concurrency}) "
+                f"and no slot freed in {self._queue_timeout:g} s; retry later",
+                retry_after_seconds=max(1, int(self._queue_timeout) or 1),
+            )
+        return Lease(account, self.board)
+
+    async def report_failure(self, account: Account, error: UpstreamError, model: str) -> bool:
+        """Store what an upstream error means for the account; True if it was quarantined."""
+        if error.is_key_error:
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(Account)
+                    .where(Account.id == account.id)
+                    .values(health=f"{error.status} {error.info.message}"[:1000])
+                )
+            self.forget(account.user_id)
+            log.warning("account unhealthy", extra={"email": account.email, "status": error.status})
+            return False
+        decision = decide_quarantine(
+            error.info, error.status, model, datetime.now(UTC), self.policy
+        )
+        if decision is None:
+            return False
+        async with self._sessions.begin() as session:
+            await quarantine_rows.put_entry(
+                session,
+                user_id=account.user_id,
+                account_id=account.id,
+                account_email=account.email,
+                model=decision.model,
+                reason=decision.reason,
+                until=decision.until,
+            )
+        self.forget(account.user_id)
+        log.info(
+            "account quarantined",
+            extra={
+                "email": account.email,
+                "model": decision.model,
+                "reason": decision.reason,
+                "until": _iso(decision.until),
+            },
+        )
+        return True

@@ -1,0 +1,146 @@
+"""The ``flowgate`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flowgate.config import Settings, SettingsError, load_settings
+from flowgate.domain.errors import FlowgateError
+from flowgate.runtime import Runtime, open_runtime
+
+app = typer.Typer(
+    help="flowgate: self-hosted gateway for AI image and video generation.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+users_app = typer.Typer(
+    help="Manage users and their API tokens (talks to the database directly).", no_args_is_help=True
+)
+app.add_typer(users_app, name="users")
+T = TypeVar("T")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        typer.echo(f"flowgate: {exc}", err=True)  # one unwrapped line
+        raise typer.Exit(2) from None
+
+
+def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
+    settings = _settings()
+
+    async def run() -> T:
+        runtime = await open_runtime(settings)
+        try:
+            return await action(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(run())
+    except FlowgateError as exc:
+        typer.echo(f"flowgate: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (FLOWGATE_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (FLOWGATE_PORT)")] = None,
+) -> None:
+    """Start the gateway (SQLite, local media and the sandbox upstream by default)."""
+    import uvicorn
+
+    from flowgate.app import create_app
+
+    settings = _settings(host=host, port=port)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=30,
+        backlog=4096,
+    )
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Listen port")] = 8090,
+) -> None:
+    """Run the sandbox upstream (an imitation Gemini API) on its own."""
+    from flowgate.sandbox.server import run
+
+    run(host=host, port=port)
+
+
+@users_app.command("create")
+def users_create(name: str) -> None:
+    """Create a user; prints its API token alone on the last line."""
+
+    async def action(runtime: Runtime) -> str:
+        user, token = await runtime.users.create_user(name)
+        return f"created user {user.name} (id {user.id})\n{token}"
+
+    typer.echo(_with_runtime(action))
+
+
+@users_app.command("token")
+def users_token(name: str) -> None:
+    """Issue another API token for a user; prints it alone on the last line."""
+    typer.echo(_with_runtime(lambda runtime: runtime.users.issue_token(name)))
+
+
+@users_app.command("list")
+def users_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """List users."""
+    users = _with_runtime(lambda runtime: runtime.users.list_users())
+    if as_json:
+        typer.echo(json.dumps([u.__dict__ for u in users], indent=2))
+        return
+    table = Table("id", "name", "disabled", "credits", "created")
+    for u in users:
+        table.add_row(
+            str(u.id),
+            u.name,
+            "yes" if u.disabled else "no",
+            "unlimited" if u.credits is None else str(u.credits),
+            u.created,
+        )
+    Console().print(table)
+
+
+@users_app.command("disable")
+def users_disable(name: str) -> None:
+    """Disable a user: every call answers 402 until enabled again."""
+    _with_runtime(lambda runtime: runtime.users.set_disabled(name, True))
+    typer.echo(f"disabled {name}")
+
+
+@users_app.command("enable")
+def users_enable(name: str) -> None:
+    """Enable a disabled user."""
+    _with_runtime(lambda runtime: runtime.users.set_disabled(name, False))
+    typer.echo(f"enabled {name}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

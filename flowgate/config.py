@@ -1,0 +1,166 @@
+"""flowgate's one settings object.
+
+Values come from ``FLOWGATE_*`` environment variables, then an optional TOML
+file named by ``FLOWGATE_CONFIG``. Bad values fail at start with one line
+(:func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; the message is one line for the operator."""
+
+
+class Settings(BaseSettings):
+    """Every knob of flowgate. Environment: ``FLOWGATE_<FIELD NAME IN CAPS>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWGATE_", extra="forbid")
+
+    data_dir: Path = Field(default=Path("flowgate-data"), description="Database, media, key")
+    database_url: str = Field(
+        default="",
+        description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://…; empty: SQLite",
+    )
+    public_url: str = Field(default="", description="Base URL used in signed links")
+    secret_key: str = Field(default="", description="Signs media URLs, encrypts upstream keys")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    sandbox: bool = Field(default=True, description="Mount the sandbox upstream at /sandbox/gemini")
+    webhook_allow_private: bool = False
+
+    # Limits
+    max_upload_bytes: int = Field(default=20_971_520, ge=1)
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+    max_json_bytes: int = Field(default=2_000_000, ge=1024)
+    media_url_ttl_seconds: int = Field(default=86_400, ge=60)
+    job_retention_days: float = Field(default=7.0, gt=0)
+    health_check_interval_seconds: float = Field(default=300.0, ge=1)
+    upstream_timeout_seconds: float = Field(default=120.0, gt=0)
+    upstream_max_connections: int = Field(default=1000, ge=1)
+    default_max_concurrency: int = Field(default=4, ge=1)
+    queue_timeout_seconds: float = Field(default=30.0, ge=0)
+    quarantine_throttle_seconds: float = Field(default=60.0, gt=0)
+    quarantine_account_seconds: float = Field(default=1800.0, gt=0)
+    quarantine_midnight_margin_seconds: float = Field(default=10.0, ge=0)
+    webhook_poll_seconds: float = Field(default=0.5, gt=0)
+    maintenance_interval_seconds: float = Field(default=60.0, gt=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                f"(got {value.split('://')[0]!r})"
+            )
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return upper
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if not self.public_url:
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+            self.public_url = f"http://{host}:{self.port}"
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'flowgate.db').resolve()}"
+
+    @property
+    def media_dir(self) -> Path:
+        """Where media files are stored (content-addressed)."""
+        return self.data_dir / "media"
+
+    @property
+    def sandbox_base_url(self) -> str:
+        """Base URL of the mounted sandbox upstream (reached over HTTP like Google)."""
+        return f"{self.public_url}/sandbox/gemini"
+
+
+def _toml_values(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"FLOWGATE_CONFIG: cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"FLOWGATE_CONFIG: {path} is not valid TOML: {exc}") from exc
+    section = data.get("flowgate", data)
+    if not isinstance(section, dict):
+        raise SettingsError(f"FLOWGATE_CONFIG: {path} has no [flowgate] table")
+    return section
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from TOML (if ``FLOWGATE_CONFIG``), env and overrides.
+
+    Environment variables win over the TOML file; explicit overrides win over both.
+    Raises :class:`SettingsError` with a single line naming the bad setting.
+    """
+    values: dict[str, Any] = {}
+    config_path = os.environ.get("FLOWGATE_CONFIG")
+    if config_path:
+        toml_values = _toml_values(config_path)
+        env_names = {
+            key[len("FLOWGATE_") :].lower() for key in os.environ if key.startswith("FLOWGATE_")
+        }
+        values.update({k: v for k, v in toml_values.items() if k not in env_names})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "settings"
+        env = f"FLOWGATE_{name.upper()}"
+        raise SettingsError(f"invalid setting {env}: {first['msg']}") from exc
+
+
+def ensure_secret_key(settings: Settings) -> str:
+    """Return the secret key; generate and persist one in ``data_dir`` when unset.
+
+    A persisted key keeps signed URLs and encrypted upstream keys valid across restarts.
+    """
+    if settings.secret_key:
+        return settings.secret_key
+    key_file = settings.data_dir / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process on the same data dir won the race
+        return key_file.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

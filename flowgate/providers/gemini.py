@@ -1,0 +1,463 @@
+"""The Gemini API provider: Nano Banana (``:generateContent``) and Imagen (``:predict``).
+
+Plain REST over the shared ``httpx.AsyncClient`` (see ``UPSTREAMS.md`` for why not
+the SDK). Responses are read through tolerant pydantic models; every non-200 is
+turned into :class:`~flowgate.domain.errors.UpstreamError` carrying the Google
+error's status, reason, quota ids and retry delay, so the balancer can act on it
+and the API layer can pass the body through.
+
+The API key travels only in the ``x-goog-api-key`` header. It never appears in
+URLs, exception messages, log lines or ``repr``; Google quotes the key in some
+error messages (``Consumer 'api_key:…' has been suspended``), so error bodies are
+scrubbed before they are kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from flowgate.domain.errors import (
+    ContentBlocked,
+    GoogleErrorInfo,
+    UpstreamError,
+    UpstreamUnreachable,
+)
+from flowgate.providers.base import (
+    ContentImageRequest,
+    GeneratedImage,
+    HealthReport,
+    PredictImageRequest,
+)
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "v1beta"
+HEALTH_PAGE_SIZE = 1000
+MAX_HEALTH_PAGES = 50  # a misbehaving upstream must not keep the health check looping
+REDACTED = "[REDACTED]"
+NO_IMAGE_DETAIL = "upstream returned no image"
+
+# finishReason values meaning "the safety filter (or policy) stopped the image".
+BLOCKING_FINISH_REASONS = frozenset(
+    {
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "IMAGE_OTHER",
+        "NO_IMAGE",
+        "SAFETY",
+        "PROHIBITED_CONTENT",
+        "RECITATION",
+        "BLOCKLIST",
+        "SPII",
+    }
+)
+
+# Google's canonical status names for errors whose body is not Google JSON.
+_STATUS_BY_HTTP_CODE = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class _Wire(BaseModel):
+    """Base of the response models: camelCase or snake_case names, unknown fields ignored."""
+
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
+
+
+WireT = TypeVar("WireT", bound=_Wire)
+
+
+class Blob(_Wire):
+    """``inlineData``."""
+
+    mime_type: str | None = None
+    data: str | None = None
+
+
+class Part(_Wire):
+    """One part of a candidate's content."""
+
+    text: str | None = None
+    thought: bool | None = None
+    inline_data: Blob | None = None
+
+
+class Content(_Wire):
+    """A candidate's ``content``."""
+
+    role: str | None = None
+    parts: list[Part] = []
+
+
+class Candidate(_Wire):
+    """One entry of ``candidates``."""
+
+    content: Content | None = None
+    finish_reason: str | None = None
+    finish_message: str | None = None
+    index: int | None = None
+
+
+class PromptFeedback(_Wire):
+    """``promptFeedback``: set when the prompt itself was blocked."""
+
+    block_reason: str | None = None
+    block_reason_message: str | None = None
+
+
+class GenerateContentResponse(_Wire):
+    """Body of a 200 ``:generateContent`` answer."""
+
+    candidates: list[Candidate] = []
+    prompt_feedback: PromptFeedback | None = None
+    usage_metadata: dict[str, Any] | None = None
+    model_version: str | None = None
+    response_id: str | None = None
+
+
+class ImagenPrediction(_Wire):
+    """One entry of ``predictions``: an image or a filtered slot."""
+
+    bytes_base64_encoded: str | None = None
+    mime_type: str | None = None
+    rai_filtered_reason: str | None = None
+
+
+class PredictResponse(_Wire):
+    """Body of a 200 ``:predict`` answer (``{}`` when everything was filtered)."""
+
+    predictions: list[ImagenPrediction] = []
+
+
+class ModelInfo(_Wire):
+    """One entry of ``models``."""
+
+    name: str
+    display_name: str | None = None
+    supported_generation_methods: list[str] = []
+
+
+class ListModelsResponse(_Wire):
+    """Body of ``GET /v1beta/models``."""
+
+    models: list[ModelInfo] = []
+    next_page_token: str | None = None
+
+
+def parse_retry_delay(value: Any) -> float | None:
+    """Seconds from a ``RetryInfo.retryDelay``: ``"26s"``, ``"58.8s"``, ``"0.5s"``.
+
+    Also reads the proto object form ``{"seconds": 26, "nanos": 500000000}``.
+    Returns ``None`` for anything unreadable.
+    """
+    if isinstance(value, dict):
+        try:
+            return float(value.get("seconds", 0)) + float(value.get("nanos", 0)) / 1e9
+        except (TypeError, ValueError):
+            return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    match = _DURATION.match(value)
+    if match is None:
+        return None
+    return float(match.group(1)) * _DURATION_UNIT_SECONDS[match.group(2) or "s"]
+
+
+def redact(value: Any, secret: str) -> Any:
+    """``value`` (any JSON) with every occurrence of ``secret`` in its strings replaced."""
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, REDACTED)
+    if isinstance(value, dict):
+        return {key: redact(item, secret) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item, secret) for item in value]
+    return value
+
+
+def parse_google_error(http_status: int, body: bytes, *, secret: str = "") -> GoogleErrorInfo:
+    """Read a Google error answer into :class:`GoogleErrorInfo`.
+
+    ``raw`` is the ``error`` object as received (with ``secret`` scrubbed out), so the
+    API layer can pass it through. A body that is not Google JSON (a proxy's HTML
+    page, an empty 502) gives the HTTP status and a short text message.
+    """
+    error = _error_object(body)
+    if error is None:
+        text = " ".join(body.decode("utf-8", "replace").split())[:200]
+        message = f"upstream answered HTTP {http_status}" + (f": {text}" if text else "")
+        return GoogleErrorInfo(
+            code=http_status,
+            message=redact(message, secret),
+            status=_STATUS_BY_HTTP_CODE.get(http_status, ""),
+        )
+    error = redact(error, secret)
+    reason: str | None = None
+    quota_ids: list[str] = []
+    retry_delay: float | None = None
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else []:
+        if not isinstance(detail, dict):
+            continue
+        kind = str(detail.get("@type", "")).rsplit("/", 1)[-1]
+        if kind == "google.rpc.ErrorInfo" and reason is None:
+            reason = str(detail.get("reason") or "") or None
+        elif kind == "google.rpc.QuotaFailure":
+            violations = detail.get("violations")
+            for violation in violations if isinstance(violations, list) else []:
+                if isinstance(violation, dict) and violation.get("quotaId"):
+                    quota_ids.append(str(violation["quotaId"]))
+        elif kind == "google.rpc.RetryInfo":
+            retry_delay = parse_retry_delay(detail.get("retryDelay"))
+    code = error.get("code")
+    return GoogleErrorInfo(
+        code=code if isinstance(code, int) and not isinstance(code, bool) else http_status,
+        message=str(error.get("message") or f"upstream answered HTTP {http_status}"),
+        status=str(error.get("status") or _STATUS_BY_HTTP_CODE.get(http_status, "")),
+        reason=reason,
+        quota_ids=tuple(quota_ids),
+        retry_delay_seconds=retry_delay,
+        raw=error,
+    )
+
+
+def _error_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        decoded = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    # Some Google front ends wrap the error in a one-element list.
+    if isinstance(decoded, list) and decoded:
+        decoded = decoded[0]
+    if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict):
+        return dict(decoded["error"])
+    return None
+
+
+class GeminiProvider:
+    """An :class:`~flowgate.providers.base.ImageProvider` for one Gemini API key."""
+
+    def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_key: str) -> None:
+        self._http = http
+        base = base_url.rstrip("/")
+        # Accept a base URL given with the version too ("…/v1beta").
+        self._base_url = base.removesuffix(f"/{API_VERSION}")
+        self._api_key = api_key
+
+    def __repr__(self) -> str:
+        return f"GeminiProvider(base_url={self._base_url!r}, api_key=<redacted>)"
+
+    @property
+    def base_url(self) -> str:
+        """The upstream's base URL (without ``/v1beta``)."""
+        return self._base_url
+
+    async def health_check(self) -> HealthReport:
+        """List the models the key can use (following ``nextPageToken``)."""
+        model_ids: list[str] = []
+        page_token: str | None = None
+        for _ in range(MAX_HEALTH_PAGES):
+            params = {"pageSize": str(HEALTH_PAGE_SIZE)}
+            if page_token:
+                params["pageToken"] = page_token
+            body = await self._call("GET", "models", params=params, what="models.list")
+            page = self._read(ListModelsResponse, body, "models.list")
+            model_ids.extend(model.name.removeprefix("models/") for model in page.models)
+            if not page.next_page_token or page.next_page_token == page_token:
+                break
+            page_token = page.next_page_token
+        return HealthReport(models=model_ids)
+
+    async def generate_content_image(self, request: ContentImageRequest) -> GeneratedImage:
+        """One ``:generateContent`` call; the first non-thought image of the answer."""
+        parts: list[dict[str, Any]] = [{"text": request.prompt}]
+        parts.extend(
+            {
+                "inlineData": {
+                    "mimeType": reference.mime,
+                    "data": base64.b64encode(reference.data).decode("ascii"),
+                }
+            }
+            for reference in request.references
+        )
+        generation_config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
+        if request.seed is not None:
+            generation_config["seed"] = request.seed
+        image_config: dict[str, str] = {}
+        if request.aspect_ratio is not None:
+            image_config["aspectRatio"] = request.aspect_ratio
+        if request.image_size is not None:
+            image_config["imageSize"] = request.image_size
+        if image_config:
+            generation_config["imageConfig"] = image_config
+        payload = {
+            "contents": [{"role": "user", "parts": parts}],
+            "generationConfig": generation_config,
+        }
+        what = f"{request.upstream_model}:generateContent"
+        body = await self._call(
+            "POST",
+            _model_path(request.upstream_model, "generateContent"),
+            json_body=payload,
+            what=what,
+        )
+        answer = self._read(GenerateContentResponse, body, what)
+        return _first_image(answer, what)
+
+    async def predict_images(self, request: PredictImageRequest) -> list[GeneratedImage]:
+        """One Imagen ``:predict`` call with ``sampleCount``; filtered slots are dropped."""
+        parameters: dict[str, Any] = {"sampleCount": request.count}
+        if request.aspect_ratio is not None:
+            parameters["aspectRatio"] = request.aspect_ratio
+        payload = {"instances": [{"prompt": request.prompt}], "parameters": parameters}
+        what = f"{request.upstream_model}:predict"
+        body = await self._call(
+            "POST", _model_path(request.upstream_model, "predict"), json_body=payload, what=what
+        )
+        answer = self._read(PredictResponse, body, what)
+        images: list[GeneratedImage] = []
+        filtered: list[str] = []
+        for prediction in answer.predictions:
+            if prediction.bytes_base64_encoded:
+                data = _decode_image_data(prediction.bytes_base64_encoded, what)
+                images.append(GeneratedImage(mime=prediction.mime_type or "image/png", data=data))
+            elif prediction.rai_filtered_reason:
+                filtered.append(prediction.rai_filtered_reason)
+        if images:
+            return images
+        if filtered:
+            raise ContentBlocked(f"all images were filtered: {filtered[0]}")
+        raise ContentBlocked(NO_IMAGE_DETAIL)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> Any:
+        """Send one request; the decoded JSON of a 200, or raise the matching error."""
+        url = f"{self._base_url}/{API_VERSION}/{path}"
+        try:
+            response = await self._http.request(
+                method,
+                url,
+                params=params,
+                json=json_body,
+                headers={"x-goog-api-key": self._api_key},
+                # httpx forwards custom headers across origins on redirects, which would
+                # hand the key to whatever host a redirect names; the API never redirects.
+                follow_redirects=False,
+            )
+        except httpx.TimeoutException as exc:
+            raise UpstreamUnreachable(
+                f"upstream {self._host()} timed out on {what} ({exc.__class__.__name__})"
+            ) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            detail = redact(str(exc), self._api_key) or exc.__class__.__name__
+            raise UpstreamUnreachable(
+                f"could not reach upstream {self._host()} for {what}: {detail}"
+            ) from None
+        if response.status_code != 200:
+            info = parse_google_error(response.status_code, response.content, secret=self._api_key)
+            logger.info(
+                "upstream %s answered %s %s (reason=%s quota=%s)",
+                what,
+                response.status_code,
+                info.status,
+                info.reason,
+                ",".join(info.quota_ids) or "-",
+            )
+            raise UpstreamError(info, http_status=response.status_code)
+        try:
+            return response.json()
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise UpstreamUnreachable(
+                f"upstream {self._host()} answered {what} with HTTP 200 but no JSON"
+            ) from None
+
+    def _read(self, model: type[WireT], body: Any, what: str) -> WireT:
+        try:
+            return model.model_validate(body)
+        except ValidationError:
+            raise UpstreamUnreachable(
+                f"upstream {self._host()} answered {what} with an unexpected body"
+            ) from None
+
+    def _host(self) -> str:
+        try:
+            return httpx.URL(self._base_url).host or self._base_url
+        except httpx.InvalidURL:
+            return "(invalid base URL)"
+
+
+def _model_path(model_id: str, action: str) -> str:
+    # Model ids come from configuration (modelMap): never let one add path segments.
+    return f"models/{quote(model_id, safe='.-_')}:{action}"
+
+
+def _decode_image_data(encoded: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise UpstreamUnreachable(
+            f"upstream answered {what} with image data that is not base64"
+        ) from None
+
+
+def _first_image(answer: GenerateContentResponse, what: str) -> GeneratedImage:
+    """The first non-thought image, or ``ContentBlocked`` saying why there is none."""
+    feedback = answer.prompt_feedback
+    if feedback is not None and feedback.block_reason:
+        detail = f"prompt blocked (blockReason {feedback.block_reason})"
+        if feedback.block_reason_message:
+            detail += f": {feedback.block_reason_message}"
+        raise ContentBlocked(detail)
+    for candidate in answer.candidates:
+        parts = candidate.content.parts if candidate.content else []
+        visible = [part for part in parts if not part.thought]
+        texts = [part.text for part in visible if part.text]
+        for part in visible:
+            blob = part.inline_data
+            if blob is not None and blob.data and (blob.mime_type or "image/").startswith("image/"):
+                return GeneratedImage(
+                    mime=blob.mime_type or "image/png",
+                    data=_decode_image_data(blob.data, what),
+                    text="\n".join(texts) or None,
+                )
+    for candidate in answer.candidates:
+        if candidate.finish_reason in BLOCKING_FINISH_REASONS:
+            detail = f"image blocked (finishReason {candidate.finish_reason})"
+            if candidate.finish_message:
+                detail += f": {candidate.finish_message}"
+            raise ContentBlocked(detail)
+    raise ContentBlocked(NO_IMAGE_DETAIL)

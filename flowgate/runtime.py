@@ -1,0 +1,182 @@
+"""Everything a running flowgate instance holds: engine, HTTP pool, services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from flowgate.balancer.picker import AccountPicker
+from flowgate.balancer.slots import SlotBoard
+from flowgate.config import Settings, ensure_secret_key
+from flowgate.providers.base import ImageProvider
+from flowgate.providers.http_pool import new_upstream_client
+from flowgate.providers.registry import build_provider
+from flowgate.services.accounts import AccountService
+from flowgate.services.characters import CharacterService
+from flowgate.services.credentials import SecretBox
+from flowgate.services.images import ImageService
+from flowgate.services.job_stats import JobStatsService
+from flowgate.services.jobs import JobService
+from flowgate.services.media import MediaService
+from flowgate.services.users import UserService
+from flowgate.services.webhooks import WebhookSender
+from flowgate.storage.db import create_engine, session_factory
+from flowgate.storage.media_store import MediaStore
+from flowgate.storage.migrate import migrate
+
+log = logging.getLogger("flowgate.runtime")
+SANDBOX_ACCOUNT_EMAIL = "sandbox@flowgate.local"
+
+
+@dataclass
+class Runtime:
+    """The wired services of one instance."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    http: httpx.AsyncClient
+    users: UserService
+    accounts: AccountService
+    media: MediaService
+    picker: AccountPicker
+    jobs: JobService
+    job_stats: JobStatsService
+    characters: CharacterService
+    images: ImageService
+    webhooks: WebhookSender
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Stop background work and release connections."""
+        self.stop.set()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.http.aclose()
+        await self.engine.dispose()
+
+
+async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Runtime:
+    """Connect, migrate and wire the services (no background tasks yet)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = ensure_secret_key(settings)
+    engine = create_engine(settings.effective_database_url)
+    if migrate_schema:
+        await migrate(engine)
+    sessions = session_factory(engine)
+    http = new_upstream_client(
+        timeout_seconds=settings.upstream_timeout_seconds,
+        max_connections=settings.upstream_max_connections,
+    )
+
+    def provider_factory(kind: str, api_key: str, base_url: str | None) -> ImageProvider:
+        return build_provider(
+            kind,
+            http=http,
+            api_key=api_key,
+            base_url=base_url,
+            sandbox_base_url=settings.sandbox_base_url,
+        )
+
+    accounts = AccountService(
+        sessions,
+        SecretBox(secret),
+        provider_factory,
+        sandbox_enabled=settings.sandbox,
+        default_max_concurrency=settings.default_max_concurrency,
+    )
+    media = MediaService(
+        sessions,
+        MediaStore(settings.media_dir),
+        secret=secret,
+        public_url=settings.public_url,
+        url_ttl_seconds=settings.media_url_ttl_seconds,
+    )
+    sender = WebhookSender(
+        sessions,
+        http,
+        allow_private=settings.webhook_allow_private,
+        poll_seconds=settings.webhook_poll_seconds,
+    )
+    picker = AccountPicker(
+        sessions, SlotBoard(), queue_timeout_seconds=settings.queue_timeout_seconds
+    )
+    jobs = JobService(
+        sessions,
+        retention=timedelta(days=settings.job_retention_days),
+        refresh_urls=media.refresh_links,
+        on_enqueue=sender.wake,
+    )
+    characters = CharacterService(sessions)
+    images = ImageService(
+        sessions,
+        accounts=accounts,
+        picker=picker,
+        jobs=jobs,
+        media=media,
+        characters=characters,
+        allow_private_webhooks=settings.webhook_allow_private,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_image_pixels=settings.max_image_pixels,
+    )
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        http=http,
+        users=UserService(sessions),
+        accounts=accounts,
+        media=media,
+        picker=picker,
+        jobs=jobs,
+        job_stats=JobStatsService(sessions),
+        characters=characters,
+        images=images,
+        webhooks=sender,
+    )
+
+
+async def bootstrap(runtime: Runtime) -> str | None:
+    """First start: create the ``admin`` user (and a sandbox account); return its token."""
+    created = await runtime.users.ensure_bootstrap_user("admin")
+    if created is None:
+        return None
+    user, token = created
+    if runtime.settings.sandbox:
+        await runtime.accounts.add_sandbox_account(user.id, SANDBOX_ACCOUNT_EMAIL)
+    return token
+
+
+def start_background(runtime: Runtime) -> None:
+    """Start the periodic tasks owned by this instance."""
+    settings = runtime.settings
+    runtime.tasks.append(asyncio.create_task(runtime.webhooks.run(runtime.stop), name="webhooks"))
+    runtime.tasks.append(
+        asyncio.create_task(
+            runtime.jobs.run_maintenance(
+                settings.maintenance_interval_seconds,
+                # A sync job older than twice the upstream timeout has no request waiting on it.
+                abandoned_after=timedelta(seconds=2 * settings.upstream_timeout_seconds + 60),
+                stop=runtime.stop,
+            ),
+            name="job-maintenance",
+        )
+    )
+    runtime.tasks.append(
+        asyncio.create_task(
+            runtime.accounts.run_health_checks(
+                runtime.settings.health_check_interval_seconds, runtime.stop
+            ),
+            name="health-checks",
+        )
+    )

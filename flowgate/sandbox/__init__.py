@@ -1,0 +1,6 @@
+"""The sandbox upstream: an in-process imitation of the Gemini API (see ``docs/sandbox.md``)."""
+
+from flowgate.sandbox.app import create_sandbox_app
+from flowgate.sandbox.config import SandboxConfig
+
+__all__ = ["SandboxConfig", "create_sandbox_app"]

@@ -1,0 +1,43 @@
+"""Run the sandbox on its own: ``python -m flowgate.sandbox.server --port 8090``.
+
+``flowgate sandbox --port N`` calls :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from flowgate.sandbox.app import create_sandbox_app
+from flowgate.sandbox.config import SandboxConfig
+
+
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8090,
+    config: SandboxConfig | None = None,
+    *,
+    log_level: str = "info",
+) -> None:
+    """Serve a sandbox app with uvicorn until interrupted (blocks)."""
+    uvicorn.run(create_sandbox_app(config), host=host, port=port, log_level=log_level)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line of ``python -m flowgate.sandbox.server``."""
+    parser = argparse.ArgumentParser(description="flowgate sandbox: an imitation Gemini API")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--delay-ms", type=int, default=0, help="latency added to generations")
+    parser.add_argument(
+        "--fixed-image", action="store_true", help="benchmark mode: one pre-rendered picture"
+    )
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    config = SandboxConfig(default_delay_ms=args.delay_ms, fixed_image=args.fixed_image)
+    run(args.host, args.port, config, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()

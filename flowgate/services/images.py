@@ -1,0 +1,393 @@
+"""POST /images and POST /assets: the image workflow (contract §4, §5 C1)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from flowgate.balancer.picker import AccountPicker
+from flowgate.domain.catalogue import (
+    image_aspect_ratio,
+    image_aspect_ratio_enum,
+    model_name_type,
+    resolve_image_model,
+    upstream_model_id,
+)
+from flowgate.domain.errors import (
+    ContentBlocked,
+    FlowgateError,
+    InvalidRequest,
+    NotFound,
+    UpstreamError,
+)
+from flowgate.domain.ids import ParsedMediaId, mask_email, media_generation_id
+from flowgate.domain.image_request import (
+    ImageRequestSpec,
+    check_reference_budget,
+    parse_image_request,
+    request_echo,
+)
+from flowgate.media.images import inspect_image
+from flowgate.providers.base import (
+    ContentImageRequest,
+    GeneratedImage,
+    InlineImage,
+    PredictImageRequest,
+)
+from flowgate.services import webhooks
+from flowgate.services.accounts import AccountService
+from flowgate.services.characters import CharacterService
+from flowgate.services.jobs import JobService
+from flowgate.services.media import MediaService
+from flowgate.services.users import Caller
+from flowgate.storage import media_rows
+from flowgate.storage.models import Account, Media
+
+log = logging.getLogger("flowgate.images")
+
+
+@dataclass(frozen=True)
+class LoadedReference:
+    """A reference image of the caller, with its bytes."""
+
+    param: str
+    media: Media
+    media_generation_id: str
+    data: bytes
+
+
+def _image_size(data: bytes) -> tuple[int | None, int | None]:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception:  # an upstream image Pillow cannot read is still stored and served
+        return None, None
+
+
+class ImageService:
+    """Uploads and generations; the only place that calls image providers."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        accounts: AccountService,
+        picker: AccountPicker,
+        jobs: JobService,
+        media: MediaService,
+        characters: CharacterService,
+        allow_private_webhooks: bool,
+        max_upload_bytes: int,
+        max_image_pixels: int,
+    ) -> None:
+        self._sessions = sessions
+        self._accounts = accounts
+        self._picker = picker
+        self._jobs = jobs
+        self._media = media
+        self._characters = characters
+        self._allow_private = allow_private_webhooks
+        self._max_upload_bytes = max_upload_bytes
+        self._max_image_pixels = max_image_pixels
+
+    # ------------------------------------------------------------------ assets
+
+    async def upload(
+        self, caller: Caller, data: bytes, content_type: str | None, email: str | None
+    ) -> dict[str, Any]:
+        """POST /assets[/{email}]: check the bytes, keep them, answer the contract's body."""
+        info = inspect_image(
+            data, content_type, max_bytes=self._max_upload_bytes, max_pixels=self._max_image_pixels
+        )
+        account_email = await self._asset_account(caller, email)
+        async with self._sessions.begin() as session:
+            row = await self._media.save(
+                session,
+                user_id=caller.user_id,
+                data=data,
+                kind="image",
+                source="upload",
+                mime=info.mime,
+                width=info.width,
+                height=info.height,
+                account_email=account_email,
+            )
+        mgid = media_generation_id(caller.user_id, account_email, "image", row.id)
+        return {
+            "mediaGenerationId": {"mediaGenerationId": mgid},
+            "width": info.width,
+            "height": info.height,
+            "email": account_email,
+        }
+
+    async def _asset_account(self, caller: Caller, email: str | None) -> str | None:
+        if email is not None:
+            return (await self._accounts.get_account(caller, email)).email
+        # References travel inline, so an upload is not pinned to an account; the label
+        # is still the account the balancer would pick now, as the contract describes.
+        try:
+            lease = await self._picker.acquire(caller.user_id, model="nano-banana-2", email=None)
+        except FlowgateError:
+            return None
+        lease.release()
+        return lease.account.email
+
+    # ------------------------------------------------------------------ generation
+
+    async def generate(
+        self, caller: Caller, fields: Mapping[str, Any], *, form: bool
+    ) -> dict[str, Any]:
+        """POST /images: validate, pick an account, call upstream, store, answer."""
+        spec = parse_image_request(fields, form=form)
+        references = await self._load_references(caller, spec)
+        if spec.reply_url:
+            await webhooks.check_target(spec.reply_url, allow_private=self._allow_private)
+        model = resolve_image_model(spec.model)
+        aspect = spec.aspect_ratio
+        upstream_ratio: str | None = aspect
+        if aspect == "auto":
+            first = references[0].media
+            aspect = image_aspect_ratio(first.width or 1, first.height or 1)
+            upstream_ratio = None  # let the model follow the first reference
+        base_seed = spec.seed if spec.seed is not None else secrets.randbelow(2**31 - 4)
+        seeds = [base_seed + i for i in range(spec.count)]
+
+        lease = await self._picker.acquire(caller.user_id, model=model.name, email=spec.email)
+        try:
+            job = await self._jobs.create(
+                caller,
+                kind="image",
+                request={**self._echo(spec, references), "email": mask_email(lease.account.email)},
+                account_email=lease.account.email,
+                model=model.name,
+                reply_url=spec.reply_url,
+            )
+            await self._jobs.start(job)
+            # Without an explicit email, a quota or key failure is retried once elsewhere.
+            retries_left = 0 if spec.email else 1
+            tried: set[str] = set()
+            while True:
+                account = lease.account
+                started = time.perf_counter()
+                try:
+                    outputs = await self._call_upstream(
+                        account, spec, upstream_ratio, references, seeds
+                    )
+                    break
+                except FlowgateError as exc:
+                    await self._jobs.record_event(
+                        user_id=caller.user_id,
+                        account_email=account.email,
+                        kind="image",
+                        model=model.name,
+                        job_id=job.id,
+                        http_status=exc.status,
+                        response_ms=int((time.perf_counter() - started) * 1000),
+                    )
+                    retry = False
+                    if isinstance(exc, UpstreamError) and not isinstance(exc, ContentBlocked):
+                        await self._picker.report_failure(account, exc, model.name)
+                        retry = retries_left > 0 and (exc.is_rate_limit or exc.is_key_error)
+                    if retry:
+                        retries_left -= 1
+                        tried.add(account.email)
+                        try:
+                            other = await self._picker.acquire(
+                                caller.user_id,
+                                model=model.name,
+                                email=None,
+                                exclude=frozenset(tried),
+                            )
+                        except FlowgateError:
+                            retry = False  # nobody else can take it: the upstream error stands
+                        else:
+                            lease.release()
+                            lease = other
+                            await self._jobs.reassign(job, other.account.email)
+                            continue
+                    await self._jobs.fail(job, exc)
+                    exc.job_id = job.id
+                    raise
+            elapsed_ms = int((time.perf_counter() - started) * 1000)
+            workflow_id = str(uuid.uuid4())
+            media_entries: list[dict[str, Any]] = []
+            async with self._sessions.begin() as session:
+                for seed, image in zip(seeds, outputs, strict=False):
+                    width, height = await asyncio.to_thread(_image_size, image.data)
+                    row = await self._media.save(
+                        session,
+                        user_id=caller.user_id,
+                        data=image.data,
+                        kind="image",
+                        source="generated",
+                        mime=image.mime,
+                        width=width,
+                        height=height,
+                        account_email=account.email,
+                        model=model.name,
+                        job_id=job.id,
+                        extra={"seed": seed, "prompt": spec.prompt, "aspectRatio": aspect},
+                    )
+                    media_entries.append(
+                        self._media_entry(
+                            caller, account, row, spec, seed, aspect, workflow_id, references
+                        )
+                    )
+                response = {"media": media_entries}
+                await self._jobs.complete(job, response, session=session)
+            await self._jobs.record_event(
+                user_id=caller.user_id,
+                account_email=account.email,
+                kind="image",
+                model=model.name,
+                job_id=job.id,
+                http_status=200,
+                response_ms=elapsed_ms,
+            )
+        finally:
+            lease.release()
+        return {"jobId": job.id, **self._media.refresh_links(response)}
+
+    async def _call_upstream(
+        self,
+        account: Account,
+        spec: ImageRequestSpec,
+        ratio: str | None,
+        references: list[LoadedReference],
+        seeds: list[int],
+    ) -> list[GeneratedImage]:
+        provider = self._accounts.provider_for(account)
+        upstream = upstream_model_id(spec.model, account.model_map)
+        model = resolve_image_model(spec.model)
+        if model.call_kind == "predict":
+            return await provider.predict_images(
+                PredictImageRequest(
+                    upstream_model=upstream,
+                    prompt=spec.prompt,
+                    count=spec.count,
+                    aspect_ratio=ratio,
+                )
+            )
+        inline = tuple(InlineImage(r.media.mime, r.data) for r in references)
+        calls = [
+            provider.generate_content_image(
+                ContentImageRequest(
+                    upstream_model=upstream,
+                    prompt=spec.prompt,
+                    aspect_ratio=ratio,
+                    seed=seed,
+                    references=inline,
+                )
+            )
+            for seed in seeds
+        ]
+        # One image per call: count N is N parallel upstream calls.
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        images = [r for r in results if isinstance(r, GeneratedImage)]
+        if len(images) == len(results):
+            return images
+        first_error = next(r for r in results if isinstance(r, BaseException))
+        if not images or not isinstance(first_error, FlowgateError):
+            raise first_error
+        # Some images came back: keep what was made (it was paid for) and say what failed.
+        log.warning(
+            "partial image result", extra={"ok": len(images), "failed": len(results) - len(images)}
+        )
+        return images
+
+    async def _load_references(
+        self, caller: Caller, spec: ImageRequestSpec
+    ) -> list[LoadedReference]:
+        wanted: list[tuple[str, ParsedMediaId]] = list(spec.references)
+        character_images = 0
+        for param, character_id in spec.characters:
+            ids = await self._characters.media_ids(caller, character_id, field=param)
+            character_images += len(ids)
+            wanted.extend((param, ref) for ref in ids)
+        check_reference_budget(spec.model, len(spec.references), character_images)
+        loaded: list[LoadedReference] = []
+        async with self._sessions() as session:
+            for param, ref in wanted:
+                row = await media_rows.media_by_id(session, ref.media_id)
+                if ref.user_id != caller.user_id or row is None or row.user_id != caller.user_id:
+                    raise NotFound(
+                        f"{param}: image not found (it must be one of your uploads "
+                        "or generated images)"
+                    )
+                if row.kind != "image":
+                    raise InvalidRequest(f"{param} must be an image, got a {row.kind}")
+                data = await self._media.store.read(row.sha256)
+                loaded.append(
+                    LoadedReference(
+                        param,
+                        row,
+                        media_generation_id(caller.user_id, ref.email, "image", row.id),
+                        data,
+                    )
+                )
+        return loaded
+
+    @staticmethod
+    def _echo(spec: ImageRequestSpec, references: list[LoadedReference]) -> dict[str, Any]:
+        echo = request_echo(spec)
+        for ref in references:
+            if ref.param.startswith("reference_"):
+                echo[ref.param] = {
+                    "email": mask_email(ref.media.account_email or ""),
+                    "id": ref.media.id,
+                    "referenceId": ref.media_generation_id,
+                    "type": "image",
+                    "user": ref.media.user_id,
+                }
+        return echo
+
+    @staticmethod
+    def _media_entry(
+        caller: Caller,
+        account: Account,
+        row: Media,
+        spec: ImageRequestSpec,
+        seed: int,
+        aspect: str,
+        workflow_id: str,
+        references: list[LoadedReference],
+    ) -> dict[str, Any]:
+        mgid = media_generation_id(caller.user_id, account.email, "image", row.id)
+        return {
+            "name": row.id,
+            "workflowId": workflow_id,
+            "image": {
+                "generatedImage": {
+                    "seed": seed,
+                    "mediaGenerationId": mgid,
+                    "mediaVisibility": "PRIVATE",
+                    "prompt": spec.prompt,
+                    "modelNameType": model_name_type(spec.model, bool(references)),
+                    "workflowId": workflow_id,
+                    "fifeUrl": "",  # signed when rendered (links expire; the record does not)
+                    "aspectRatio": image_aspect_ratio_enum(aspect),
+                    "requestData": {
+                        "promptInputs": [{"textInput": spec.prompt}],
+                        "imageGenerationRequestData": {
+                            "imageGenerationImageInputs": [
+                                {
+                                    "mediaGenerationId": r.media_generation_id,
+                                    "imageInputType": "IMAGE_INPUT_TYPE_REFERENCE",
+                                }
+                                for r in references
+                            ]
+                        },
+                    },
+                }
+            },
+        }

@@ -1,0 +1,134 @@
+"""Keeping media: store bytes with their metadata, sign URLs, serve downloads."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from flowgate.domain.errors import Forbidden, NotFound
+from flowgate.domain.ids import is_internal_media_id, new_media_id
+from flowgate.domain.signing import signature_valid, signed_media_url
+from flowgate.storage import media_rows
+from flowgate.storage.media_store import MediaStore
+from flowgate.storage.models import Media
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file ready to be served."""
+
+    path: Path
+    mime: str
+    filename: str
+
+
+_EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "video/mp4": "mp4",
+    "image/gif": "gif",
+}
+
+
+class MediaService:
+    """The media store plus its metadata rows and signed links."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        store: MediaStore,
+        *,
+        secret: str,
+        public_url: str,
+        url_ttl_seconds: int,
+    ) -> None:
+        self._sessions = sessions
+        self.store = store
+        self._secret = secret
+        self._public_url = public_url
+        self._ttl = url_ttl_seconds
+
+    async def save(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: int,
+        data: bytes,
+        kind: str,
+        source: str,
+        mime: str,
+        width: int | None = None,
+        height: int | None = None,
+        account_email: str | None = None,
+        model: str | None = None,
+        job_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Media:
+        """Write the bytes durably, then add the row to ``session`` (committed by the caller)."""
+        digest = await self.store.put(data)
+        row = Media(
+            id=new_media_id(),
+            user_id=user_id,
+            account_email=account_email,
+            kind=kind,
+            source=source,
+            mime=mime,
+            size=len(data),
+            width=width,
+            height=height,
+            sha256=digest,
+            model=model,
+            job_id=job_id,
+            extra=extra or {},
+        )
+        session.add(row)
+        return row
+
+    def signed_url(self, media_id: str, *, now: float | None = None) -> str:
+        """A link that downloads the file until it expires (default 24 h)."""
+        expires_at = int((now or time.time()) + self._ttl)
+        return signed_media_url(self._public_url, self._secret, media_id, expires_at)
+
+    def refresh_links(self, value: Any) -> Any:
+        """A copy of a stored response with every ``fifeUrl`` signed afresh.
+
+        Records keep media ids, not links: links expire, records do not.
+        """
+        if isinstance(value, list):
+            return [self.refresh_links(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        copy = {key: self.refresh_links(item) for key, item in value.items()}
+        if "fifeUrl" in copy and isinstance(copy.get("mediaGenerationId"), str):
+            media_id = copy["mediaGenerationId"].rsplit(":", 1)[-1]
+            if is_internal_media_id(media_id):
+                copy["fifeUrl"] = self.signed_url(media_id)
+        return copy
+
+    async def owned(self, user_id: int, media_id: str) -> Media:
+        """The user's media row; another user's or unknown media is 404 alike."""
+        if not is_internal_media_id(media_id):
+            raise NotFound("media not found")
+        async with self._sessions() as session:
+            row = await media_rows.media_by_id(session, media_id)
+        if row is None or row.user_id != user_id:
+            raise NotFound("media not found")
+        return row
+
+    async def download(self, media_id: str, exp: str | None, sig: str | None) -> Download:
+        """Check the signature and expiry, then locate the file (403 if bad, 404 if gone)."""
+        if not is_internal_media_id(media_id) or not exp or not sig or not exp.isdigit():
+            raise Forbidden("Invalid or expired media link")
+        if not signature_valid(self._secret, media_id, int(exp), sig, time.time()):
+            raise Forbidden("Invalid or expired media link")
+        async with self._sessions() as session:
+            row = await media_rows.media_by_id(session, media_id)
+        if row is None or not self.store.exists(row.sha256):
+            raise NotFound("media not found")
+        ext = _EXTENSIONS.get(row.mime, "bin")
+        return Download(self.store.path_for(row.sha256), row.mime, f"{media_id}.{ext}")

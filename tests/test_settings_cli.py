@@ -1,0 +1,64 @@
+"""Settings fail at start with one clear line; the users CLI works on a real database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+from tests.gateway import Gateway
+
+
+def _serve_with(env_extra: dict[str, str], tmp_path) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWGATE_")}
+    env.update({"FLOWGATE_DATA_DIR": str(tmp_path)}, **env_extra)
+    return subprocess.run(
+        [sys.executable, "-m", "flowgate", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_bad_settings_fail_with_one_line(tmp_path) -> None:
+    cases = {
+        "FLOWGATE_PORT": "eighty",
+        "FLOWGATE_DATABASE_URL": "mysql://x",
+        "FLOWGATE_PUBLIC_URL": "ftp://host",
+        "FLOWGATE_SANDBOX": "maybe",
+        "FLOWGATE_LOG_LEVEL": "LOUD",
+    }
+    for name, value in cases.items():
+        result = _serve_with({name: value}, tmp_path)
+        assert result.returncode == 2, (name, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, (name, result.stderr)
+        assert name in lines[0], lines[0]
+
+
+def test_unknown_toml_key_fails_clearly(tmp_path) -> None:
+    config = tmp_path / "flowgate.toml"
+    config.write_text("[flowgate]\nprot = 1\n")
+    result = _serve_with({"FLOWGATE_CONFIG": str(config)}, tmp_path)
+    assert result.returncode == 2
+    assert "FLOWGATE_PROT" in result.stderr
+
+
+def test_users_cli_create_list_disable(gateway: Gateway) -> None:
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    created = gateway.cli("users", "create", name)
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("fg_") and len(token) > 40
+    listing = gateway.cli("users", "list", "--json").stdout
+    assert name in listing
+    assert token not in listing  # only the hash is stored
+    duplicate = gateway.cli("users", "create", name, check=False)
+    assert duplicate.returncode == 1
+    assert "already exists" in duplicate.stderr
+    assert gateway.cli("users", "disable", name).returncode == 0
+    assert '"disabled": true' in gateway.cli("users", "list", "--json").stdout
+    missing = gateway.cli("users", "disable", "nobody-" + uuid.uuid4().hex, check=False)
+    assert missing.returncode == 1

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     quarantine_throttle_seconds: float = Field(default=60.0, gt=0)
     quarantine_account_seconds: float = Field(default=1800.0, gt=0)
     quarantine_midnight_margin_seconds: float = Field(default=10.0, ge=0)
+    # Shifts the balancer's clock (quota windows, quarantine ends); for tests and simulations.
+    clock_offset_seconds: float = 0.0
     webhook_poll_seconds: float = Field(default=0.5, gt=0)
     maintenance_interval_seconds: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"

@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from flowgate.balancer.picker import AccountPicker
 from flowgate.balancer.slots import SlotBoard
+from flowgate.clock import offset_clock
 from flowgate.config import Settings, ensure_secret_key
+from flowgate.domain.quarantine import QuarantinePolicy
 from flowgate.providers.base import ImageProvider
 from flowgate.providers.http_pool import new_upstream_client
 from flowgate.providers.registry import build_provider
@@ -108,8 +110,17 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
         allow_private=settings.webhook_allow_private,
         poll_seconds=settings.webhook_poll_seconds,
     )
+    clock = offset_clock(settings.clock_offset_seconds)
     picker = AccountPicker(
-        sessions, SlotBoard(), queue_timeout_seconds=settings.queue_timeout_seconds
+        sessions,
+        SlotBoard(),
+        queue_timeout_seconds=settings.queue_timeout_seconds,
+        policy=QuarantinePolicy(
+            throttle_default_seconds=settings.quarantine_throttle_seconds,
+            account_quota_seconds=settings.quarantine_account_seconds,
+            midnight_margin_seconds=settings.quarantine_midnight_margin_seconds,
+        ),
+        clock=clock,
     )
     jobs = JobService(
         sessions,
@@ -139,7 +150,7 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
         media=media,
         picker=picker,
         jobs=jobs,
-        job_stats=JobStatsService(sessions),
+        job_stats=JobStatsService(sessions, clock),
         characters=characters,
         images=images,
         webhooks=sender,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowgate.balancer.selection import Candidate, select_account
 from flowgate.balancer.slots import SlotBoard
+from flowgate.clock import Clock, system_clock
 from flowgate.domain.catalogue import upstream_model_id
 from flowgate.domain.errors import (
     AccountNotFound,
@@ -97,12 +98,14 @@ class AccountPicker:
         queue_timeout_seconds: float,
         policy: QuarantinePolicy | None = None,
         rng: random.Random | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self._sessions = sessions
         self.board = board
         self._queue_timeout = queue_timeout_seconds
         self.policy = policy or QuarantinePolicy()
         self._rng = rng or random.Random()
+        self.clock = clock
         self._snapshots: dict[int, _Snapshot] = {}
 
     async def _snapshot(self, user_id: int) -> _Snapshot:
@@ -110,7 +113,7 @@ class AccountPicker:
         cached = self._snapshots.get(user_id)
         if cached is not None and now - cached.taken < _CACHE_SECONDS:
             return cached
-        moment = datetime.now(UTC)
+        moment = self.clock()
         async with self._sessions() as session:
             accounts = await account_rows.accounts_of(session, user_id)
             counts = await stat_rows.event_counts(session, user_id, moment - WINDOW)
@@ -135,7 +138,7 @@ class AccountPicker:
 
     def candidates(self, snap: _Snapshot, *, model: str, kind: str) -> list[Candidate]:
         """Every account of the snapshot as a candidate for ``model``."""
-        now = datetime.now(UTC)
+        now = self.clock()
         result = []
         for a in snap.accounts:
             counts = snap.counts.get((a.email, kind), stat_rows.EventCounts())
@@ -220,7 +223,7 @@ class AccountPicker:
     def _no_eligible(
         self, model: str, candidates: list[Candidate], skipped: list[SkipReason]
     ) -> NoEligibleAccount:
-        now = datetime.now(UTC)
+        now = self.clock()
         untils = [c.quarantine_until for c in candidates if c.quarantine_until is not None]
         retry_at = min(untils) if untils else now + timedelta(seconds=60)
         seconds = max(1, int((retry_at - now).total_seconds() + 0.999))
@@ -276,9 +279,7 @@ class AccountPicker:
             self.forget(account.user_id)
             log.warning("account unhealthy", extra={"email": account.email, "status": error.status})
             return False
-        decision = decide_quarantine(
-            error.info, error.status, model, datetime.now(UTC), self.policy
-        )
+        decision = decide_quarantine(error.info, error.status, model, self.clock(), self.policy)
         if decision is None:
             return False
         async with self._sessions.begin() as session:

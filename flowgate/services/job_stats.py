@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowgate.balancer.picker import HEALTH_OK, WINDOW
 from flowgate.balancer.selection import score
+from flowgate.clock import Clock
 from flowgate.domain.errors import InvalidRequest
 from flowgate.services.jobs import iso
 from flowgate.services.users import Caller
@@ -45,15 +46,16 @@ def _summary_entry(executing: int, counts: stat_rows.EventCounts) -> dict[str, A
 class JobStatsService:
     """Reads the 15-minute window from the database (shared by all instances)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
         self._sessions = sessions
+        self._clock = clock
 
     async def stats(self, caller: Caller, option: str | None) -> dict[str, Any]:
         """The J2 body for ``options`` = summary (default) | executing | history."""
         option = option or "summary"
         if option not in OPTIONS:
             raise InvalidRequest("Invalid options parameter. Use: summary, executing, or history")
-        now = datetime.now(UTC)
+        now = self._clock()
         since = now - WINDOW
         async with self._sessions() as session:
             accounts = await account_rows.accounts_of(session, caller.user_id)

@@ -1,0 +1,98 @@
+"""Operating flowgate: background health checks, the standalone sandbox command, JSON logs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from urllib.parse import quote
+
+import httpx
+
+from tests.gateway import free_port
+
+
+def start_standalone_sandbox(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowgate", "sandbox", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            httpx.get(
+                f"http://127.0.0.1:{port}/v1beta/models",
+                headers={"x-goog-api-key": "k"},
+                timeout=0.5,
+            )
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("standalone sandbox did not start")
+
+
+def wait_for_health(client: httpx.Client, email: str, ok: bool, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    health = ""
+    while time.monotonic() < deadline:
+        health = client.get(f"/v1/google-flow/accounts/{quote(email)}").json()["health"]
+        if (health == "OK") == ok:
+            return health
+        time.sleep(0.2)
+    raise AssertionError(f"health stayed {health!r}")
+
+
+def test_background_health_check_follows_the_upstream(gateway_factory) -> None:
+    port = free_port()
+    sandbox = start_standalone_sandbox(port)
+    gw = gateway_factory("sqlite", FLOWGATE_HEALTH_CHECK_INTERVAL_SECONDS="1")
+    gw.start()
+    email = "standalone@example.com"
+    try:
+        with gw.client() as client:
+            added = client.post(
+                "/v1/google-flow/accounts",
+                json={
+                    "email": email,
+                    "provider": "gemini",
+                    "apiKey": "AIzaStandaloneKey00",
+                    "baseUrl": f"http://127.0.0.1:{port}",
+                },
+            )
+            assert added.status_code == 201, added.text
+            sandbox.kill()
+            sandbox.wait()
+            health = wait_for_health(client, email, ok=False)
+            assert (
+                health != "OK"
+                and "models" not in client.get(f"/v1/google-flow/accounts/{quote(email)}").json()
+            )
+            # An unhealthy account leaves the pool: only the bootstrap sandbox account is used.
+            stats = client.get("/v1/google-flow/jobs").json()
+            assert email not in stats["emails"]
+            sandbox = start_standalone_sandbox(port)
+            assert wait_for_health(client, email, ok=True) == "OK"
+    finally:
+        sandbox.kill()
+
+
+def test_logs_are_json_lines_with_the_request_id(gateway_factory) -> None:
+    gw = gateway_factory("sqlite", FLOWGATE_LOG_LEVEL="INFO")
+    gw.start()
+    with gw.client() as client:
+        resp = client.get("/v1/google-flow/accounts", headers={"X-Request-ID": "rid-test-42"})
+        assert resp.headers["x-request-id"] == "rid-test-42"
+    time.sleep(0.3)
+    entries = []
+    for line in gw.output:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    access = [e for e in entries if e.get("request_id") == "rid-test-42"]
+    assert access, gw.output[-5:]
+    assert access[0]["logger"] == "flowgate.access"
+    assert access[0]["status"] == 200
+    assert "/v1/google-flow/accounts" in access[0]["message"]

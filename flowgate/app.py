@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from flowgate import __version__
-from flowgate.api import health, media
+from flowgate.api import health, media, openai, tasks, ui
 from flowgate.api.errors import install_error_handlers
-from flowgate.api.flow import accounts, characters, images, jobs
+from flowgate.api.flow import accounts, characters, images, jobs, videos
+from flowgate.api.flow import upscale as upscale_api
 from flowgate.api.middleware import RequestIdMiddleware
 from flowgate.config import Settings
 from flowgate.observability import configure_logging
@@ -37,6 +38,9 @@ def create_app(settings: Settings) -> FastAPI:
         runtime: Runtime = await open_runtime(settings)
         app.state.runtime = runtime
         token = await bootstrap(runtime)
+        await runtime.ownership.heartbeat()
+        # Jobs this instance (same id) left running before a restart are taken back now.
+        await runtime.ownership.take_over(after_restart=True)
         _announce(settings, token)
         sys.stdout.flush()
         start_background(runtime)
@@ -56,11 +60,17 @@ def create_app(settings: Settings) -> FastAPI:
     flow = APIRouter(prefix="/v1/google-flow")
     flow.include_router(accounts.router)
     flow.include_router(images.router)
+    flow.include_router(upscale_api.router)
     flow.include_router(characters.router)
     flow.include_router(jobs.router)
+    flow.include_router(videos.router)
     app.include_router(flow)
+    app.include_router(openai.router)
+    app.include_router(tasks.router)
     app.include_router(media.router)
     app.include_router(health.router)
+    app.include_router(ui.router)
+    app.mount(ui.STATIC_PATH, ui.static_files(), name="ui-static")
     if settings.sandbox:
         from flowgate.sandbox import create_sandbox_app
 

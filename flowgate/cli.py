@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flowgate import client_cli
 from flowgate.config import Settings, SettingsError, load_settings
 from flowgate.domain.errors import FlowgateError
 from flowgate.runtime import Runtime, open_runtime
@@ -24,6 +25,11 @@ users_app = typer.Typer(
     help="Manage users and their API tokens (talks to the database directly).", no_args_is_help=True
 )
 app.add_typer(users_app, name="users")
+# Client commands (talk to a running server over HTTP): flowgate/client_cli.py, docs/cli.md.
+app.command()(client_cli.generate)
+app.command()(client_cli.upscale)
+app.add_typer(client_cli.jobs_app, name="jobs")
+app.add_typer(client_cli.accounts_app, name="accounts")
 T = TypeVar("T")
 
 
@@ -121,6 +127,16 @@ def users_list(
             u.created,
         )
     Console().print(table)
+
+
+@users_app.command("credit")
+def users_credit(
+    name: str,
+    change: Annotated[str, typer.Argument(help="+N adds, -N removes, =N sets, =none: unlimited")],
+) -> None:
+    """Change a user's credit balance; prints the new balance."""
+    balance = _with_runtime(lambda runtime: runtime.credits.change(name, change))
+    typer.echo(f"{name}: {'unlimited' if balance is None else balance}")
 
 
 @users_app.command("disable")

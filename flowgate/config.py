@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,23 @@ class Settings(BaseSettings):
     upstream_max_connections: int = Field(default=1000, ge=1)
     default_max_concurrency: int = Field(default=4, ge=1)
     queue_timeout_seconds: float = Field(default=30.0, ge=0)
+    prices: dict[str, int] = Field(
+        default_factory=dict,
+        description='Credits per image/clip/operation, JSON: {"nano-banana-pro": 2, ...}',
+    )
     quarantine_throttle_seconds: float = Field(default=60.0, gt=0)
     quarantine_account_seconds: float = Field(default=1800.0, gt=0)
     quarantine_midnight_margin_seconds: float = Field(default=10.0, ge=0)
     # Shifts the balancer's clock (quota windows, quarantine ends); for tests and simulations.
     clock_offset_seconds: float = 0.0
     webhook_poll_seconds: float = Field(default=0.5, gt=0)
+    video_poll_seconds: float = Field(default=5.0, gt=0)
+    video_sync_timeout_seconds: float = Field(default=600.0, gt=0)
+    video_max_job_seconds: float = Field(default=3600.0, gt=0)
+    video_upstream_retention_hours: float = Field(default=48.0, gt=0)
+    video_concat_timeout_seconds: float = Field(default=180.0, gt=0)
+    instance_id: str = Field(default="", description="Stable name of this instance")
+    instance_stale_seconds: float = Field(default=20.0, gt=0)
     maintenance_interval_seconds: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
@@ -97,6 +109,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'flowgate.db').resolve()}"
+
+    @property
+    def effective_instance_id(self) -> str:
+        """This instance's name: ``FLOWGATE_INSTANCE_ID`` or ``host:port``.
+
+        A restart keeps the name, so it takes back its own unfinished jobs at once.
+        """
+        return self.instance_id or f"{socket.gethostname()}:{self.port}"
 
     @property
     def media_dir(self) -> Path:

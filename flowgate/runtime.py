@@ -16,17 +16,23 @@ from flowgate.balancer.slots import SlotBoard
 from flowgate.clock import offset_clock
 from flowgate.config import Settings, ensure_secret_key
 from flowgate.domain.quarantine import QuarantinePolicy
-from flowgate.providers.base import ImageProvider
+from flowgate.providers.base import Provider
 from flowgate.providers.http_pool import new_upstream_client
 from flowgate.providers.registry import build_provider
 from flowgate.services.accounts import AccountService
 from flowgate.services.characters import CharacterService
 from flowgate.services.credentials import SecretBox
+from flowgate.services.credits import CreditService
 from flowgate.services.images import ImageService
 from flowgate.services.job_stats import JobStatsService
 from flowgate.services.jobs import JobService
 from flowgate.services.media import MediaService
+from flowgate.services.openai_images import OpenAIImageService
+from flowgate.services.ownership import OwnershipService
+from flowgate.services.tasks import TaskService
+from flowgate.services.upscale import UpscaleService
 from flowgate.services.users import UserService
+from flowgate.services.videos import VideoPoller, VideoService, VideoTimings
 from flowgate.services.webhooks import WebhookSender
 from flowgate.storage.db import create_engine, session_factory
 from flowgate.storage.media_store import MediaStore
@@ -45,6 +51,9 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     http: httpx.AsyncClient
     users: UserService
+    openai: OpenAIImageService
+    task_api: TaskService
+    credits: CreditService
     accounts: AccountService
     media: MediaService
     picker: AccountPicker
@@ -52,7 +61,11 @@ class Runtime:
     job_stats: JobStatsService
     characters: CharacterService
     images: ImageService
+    upscale: UpscaleService
     webhooks: WebhookSender
+    poller: VideoPoller
+    videos: VideoService
+    ownership: OwnershipService
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -81,7 +94,7 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
         max_connections=settings.upstream_max_connections,
     )
 
-    def provider_factory(kind: str, api_key: str, base_url: str | None) -> ImageProvider:
+    def provider_factory(kind: str, api_key: str, base_url: str | None) -> Provider:
         return build_provider(
             kind,
             http=http,
@@ -122,11 +135,47 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
         ),
         clock=clock,
     )
+    credits = CreditService(sessions, settings.prices)
     jobs = JobService(
         sessions,
         retention=timedelta(days=settings.job_retention_days),
         refresh_urls=media.refresh_links,
         on_enqueue=sender.wake,
+        instance_id=settings.effective_instance_id,
+        credits=credits,
+    )
+    poller = VideoPoller(
+        sessions,
+        accounts=accounts,
+        picker=picker,
+        jobs=jobs,
+        media=media,
+        poll_seconds=settings.video_poll_seconds,
+        max_job_seconds=settings.video_max_job_seconds,
+    )
+    videos = VideoService(
+        sessions,
+        accounts=accounts,
+        picker=picker,
+        jobs=jobs,
+        media=media,
+        poller=poller,
+        credits=credits,
+        timings=VideoTimings(
+            poll_seconds=settings.video_poll_seconds,
+            sync_timeout_seconds=settings.video_sync_timeout_seconds,
+            max_job_seconds=settings.video_max_job_seconds,
+            upstream_retention=timedelta(hours=settings.video_upstream_retention_hours),
+            concat_timeout_seconds=settings.video_concat_timeout_seconds,
+        ),
+        allow_private_webhooks=settings.webhook_allow_private,
+    )
+    ownership = OwnershipService(
+        sessions,
+        jobs,
+        poller,
+        instance_id=settings.effective_instance_id,
+        stale_seconds=settings.instance_stale_seconds,
     )
     characters = CharacterService(sessions)
     images = ImageService(
@@ -136,6 +185,7 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
         jobs=jobs,
         media=media,
         characters=characters,
+        credits=credits,
         allow_private_webhooks=settings.webhook_allow_private,
         max_upload_bytes=settings.max_upload_bytes,
         max_image_pixels=settings.max_image_pixels,
@@ -146,6 +196,16 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
         sessions=sessions,
         http=http,
         users=UserService(sessions),
+        credits=credits,
+        openai=OpenAIImageService(images, media, max_upload_bytes=settings.max_upload_bytes),
+        task_api=TaskService(
+            sessions,
+            images=images,
+            jobs=jobs,
+            media=media,
+            credits=credits,
+            allow_private_webhooks=settings.webhook_allow_private,
+        ),
         accounts=accounts,
         media=media,
         picker=picker,
@@ -153,7 +213,19 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
         job_stats=JobStatsService(sessions, clock),
         characters=characters,
         images=images,
+        upscale=UpscaleService(
+            sessions,
+            accounts=accounts,
+            picker=picker,
+            jobs=jobs,
+            media=media,
+            credits=credits,
+            max_image_pixels=settings.max_image_pixels,
+        ),
         webhooks=sender,
+        poller=poller,
+        videos=videos,
+        ownership=ownership,
     )
 
 
@@ -172,14 +244,11 @@ def start_background(runtime: Runtime) -> None:
     """Start the periodic tasks owned by this instance."""
     settings = runtime.settings
     runtime.tasks.append(asyncio.create_task(runtime.webhooks.run(runtime.stop), name="webhooks"))
+    runtime.tasks.append(asyncio.create_task(runtime.poller.run(runtime.stop), name="videos"))
+    runtime.tasks.append(asyncio.create_task(runtime.ownership.run(runtime.stop), name="ownership"))
     runtime.tasks.append(
         asyncio.create_task(
-            runtime.jobs.run_maintenance(
-                settings.maintenance_interval_seconds,
-                # A sync job older than twice the upstream timeout has no request waiting on it.
-                abandoned_after=timedelta(seconds=2 * settings.upstream_timeout_seconds + 60),
-                stop=runtime.stop,
-            ),
+            runtime.jobs.run_maintenance(settings.maintenance_interval_seconds, runtime.stop),
             name="job-maintenance",
         )
     )

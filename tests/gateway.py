@@ -96,6 +96,7 @@ class Gateway:
             FLOWGATE_SANDBOX="1",
             FLOWGATE_WEBHOOK_ALLOW_PRIVATE="1",
             FLOWGATE_LOG_LEVEL="WARNING",
+            FLOWGATE_VIDEO_POLL_SECONDS="0.3",
         )
         env.update(self.extra_env)
         return env

@@ -254,3 +254,30 @@ def test_two_instances_share_quarantine(gateway_factory) -> None:
             )
     finally:
         second.stop()
+
+
+def test_sandbox_quota_moves_traffic_to_the_other_account(gateway: Gateway) -> None:
+    token = gateway.new_user()
+    limited, spare = sandbox_accounts(gateway, token, 2)
+    sandbox = f"{gateway.base_url}/sandbox/gemini/_sandbox/quotas"
+    # A Google-like per-minute quota of 2 requests on the first account's key.
+    put = httpx.put(f"{sandbox}/sandbox-{limited}", json={"perMinute": 2})
+    assert put.status_code == 200, put.text
+    try:
+        with gateway.client(token) as client:
+            body = {"prompt": "q", "model": "nano-banana-2", "count": 1}
+            codes = [
+                client.post(PATH, json={**body, "email": limited}).status_code for _ in range(3)
+            ]
+            assert codes == [200, 200, 429]  # the sandbox's real quota answer, passed through
+            used = {account_of(client.post(PATH, json=body)) for _ in range(4)}
+            assert used == {spare}
+            stats = client.get("/v1/google-flow/jobs").json()
+        (entry,) = stats["quarantine"][limited]
+        assert entry["reason"] == "PUBLIC_ERROR_USER_REQUESTS_THROTTLED"
+        assert entry["model"] == "nano-banana-2"
+        until = datetime.fromisoformat(entry["until"].replace("Z", "+00:00"))
+        # RetryInfo carries the time to the end of the sandbox's minute window.
+        assert timedelta(0) < until - datetime.now(UTC) <= timedelta(seconds=61)
+    finally:
+        httpx.delete(f"{sandbox}/sandbox-{limited}")

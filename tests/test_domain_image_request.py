@@ -16,7 +16,6 @@ from flowgate.domain.image_request import (
     parse_image_request,
     request_echo,
 )
-from flowgate.domain.video_request import parse_video_request, video_request_echo
 
 
 def image_id(
@@ -555,93 +554,4 @@ def test_request_echo_omits_absent_fields() -> None:
         "model": "imagen-4",
         "aspectRatio": "16:9",
         "count": 4,
-    }
-
-
-# --------------------------------------------------------------------------- POST /videos
-# video_request reuses this module's field readers; its rules are tested here
-# until it gets a test file of its own.
-
-
-def video_rejected(data: dict[str, Any], *, form: bool = False) -> str:
-    with pytest.raises(InvalidRequest) as caught:
-        parse_video_request(data, form=form)
-    return caught.value.message
-
-
-def test_video_defaults_and_modes() -> None:
-    spec = parse_video_request({"prompt": "a cat surfing"})
-    assert (spec.model, spec.aspect_ratio, spec.count, spec.mode, spec.async_mode) == (
-        "veo-3.1-fast",
-        "landscape",
-        1,
-        "t2v",
-        False,
-    )
-    assert parse_video_request({"prompt": "p", "startImage": image_id()}).mode == "i2v"
-    both = parse_video_request(
-        {"prompt": "p", "startImage": image_id("a"), "endImage": image_id("b")}
-    )
-    assert both.mode == "i2v_fl"
-    r2v = parse_video_request(
-        {"prompt": "p", "referenceImage_3": image_id(), "referenceImage_1": image_id()}
-    )
-    assert r2v.mode == "r2v"
-    assert [name for name, _ in r2v.reference_images] == ["referenceImage_1", "referenceImage_3"]
-
-
-def test_video_multipart_and_aliases() -> None:
-    spec = parse_video_request(
-        {
-            "prompt": "p",
-            "model": "veo-3.1-lite",
-            "aspectRatio": "9:16",
-            "count": "2",
-            "async": "true",
-        },
-        form=True,
-    )
-    assert (spec.model, spec.aspect_ratio, spec.count, spec.async_mode) == (
-        "veo-3.1-lite",
-        "portrait",
-        2,
-        True,
-    )
-    assert "async must be a boolean" in video_rejected({"prompt": "p", "async": "true"})
-
-
-def test_video_rejections() -> None:
-    assert "endImage needs startImage" in video_rejected({"prompt": "p", "endImage": image_id()})
-    assert "cannot be combined" in video_rejected(
-        {"prompt": "p", "startImage": image_id(), "referenceImage_1": image_id()}
-    )
-    assert "startImage is a video mediaGenerationId" in video_rejected(
-        {"prompt": "p", "startImage": video_id()}
-    )
-    assert "referenceImage_1 to referenceImage_3" in video_rejected(
-        {"prompt": "p", "referenceImage_4": image_id()}
-    )
-    assert "count must be an integer from 1 to 4" in video_rejected({"prompt": "p", "count": 5})
-    assert "image model" in video_rejected({"prompt": "p", "model": "imagen-4"})
-    assert "Veo 3.1 renders landscape" in video_rejected({"prompt": "p", "aspectRatio": "square"})
-    assert "prompt is required" in video_rejected({"model": "veo-3.1-fast"})
-    assert "first_frame (did you mean startImage?)" in video_rejected(
-        {"prompt": "p", "first_frame": image_id()}
-    )
-
-
-def test_video_request_echo() -> None:
-    start = image_id("s1")
-    spec = parse_video_request(
-        {"prompt": "p", "startImage": start, "async": True, "email": "john@gmail.com", "seed": 3}
-    )
-    assert video_request_echo(spec) == {
-        "async": True,
-        "prompt": "p",
-        "model": "veo-3.1-fast",
-        "aspectRatio": "landscape",
-        "count": 1,
-        "seed": 3,
-        "email": "jo***@gmail.com",
-        "startImage": start,
     }

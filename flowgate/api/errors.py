@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowgate.domain.errors import FlowgateError
+from flowgate.domain.errors import FlowgateError, http_status_for_code
 
 log = logging.getLogger("flowgate.api")
 
@@ -19,7 +19,9 @@ def error_response(exc: FlowgateError) -> JSONResponse:
     body = exc.body()
     if exc.job_id is not None:
         body = {"jobId": exc.job_id, **body}
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers())
+    # An upstream can put anything in a code field; only real error statuses go out.
+    status = exc.status if 400 <= exc.status <= 599 else http_status_for_code(exc.status)
+    return JSONResponse(body, status_code=status, headers=exc.headers())
 
 
 def _validation_message(exc: RequestValidationError) -> str:

@@ -232,3 +232,32 @@ class UpstreamUnreachable(FlowgateError):
                 "status": "UNAVAILABLE",
             }
         }
+
+
+_GRPC_TO_HTTP = {
+    1: 499,
+    2: 500,
+    3: 400,
+    4: 504,
+    5: 404,
+    6: 409,
+    7: 403,
+    8: 429,
+    9: 400,
+    10: 409,
+    11: 400,
+    12: 501,
+    13: 500,
+    14: 503,
+    15: 500,
+    16: 401,
+}
+
+
+def http_status_for_code(code: int | None) -> int:
+    """An HTTP status for a code found in an upstream body (HTTP or google.rpc.Code)."""
+    if code is None:
+        return 500
+    if 400 <= code <= 599:
+        return code
+    return _GRPC_TO_HTTP.get(code, 500)

@@ -52,6 +52,8 @@ from flowgate.domain.image_request import (
 VIDEO_COUNT_MIN = 1
 VIDEO_COUNT_MAX = 4
 DEFAULT_VIDEO_COUNT = 1
+VIDEO_DURATIONS = (4, 6, 8)
+DEFAULT_VIDEO_DURATION = 8
 REFERENCE_IMAGE_SLOTS = 3
 
 REFERENCE_IMAGE_FIELDS: tuple[str, ...] = tuple(
@@ -63,6 +65,7 @@ VIDEO_REQUEST_FIELDS: frozenset[str] = frozenset(
         "model",
         "aspectRatio",
         "count",
+        "duration",
         "seed",
         "startImage",
         "endImage",
@@ -77,7 +80,7 @@ VIDEO_REQUEST_FIELDS: frozenset[str] = frozenset(
 """Every parameter name ``POST /videos`` accepts."""
 
 _ACCEPTED_SUMMARY = (
-    "prompt, model, aspectRatio, count, seed, startImage, endImage, "
+    "prompt, model, aspectRatio, count, duration, seed, startImage, endImage, "
     "referenceImage_1…referenceImage_3, async, email, replyUrl, replyRef, "
     "captchaToken, captchaRetry, captchaOrder"
 )
@@ -112,6 +115,7 @@ class VideoRequestSpec:
     model: str
     aspect_ratio: str
     count: int
+    duration: int
     seed: int | None
     mode: VideoMode
     start_image: ParsedMediaId | None
@@ -196,6 +200,21 @@ def parse_video_request(data: Mapping[str, Any], *, form: bool = False) -> Video
             default_note=f" (default {DEFAULT_VIDEO_COUNT})",
         )
     )
+    raw_duration = data.get("duration")
+    duration = (
+        DEFAULT_VIDEO_DURATION
+        if is_absent(raw_duration, form=form)
+        else read_integer(
+            raw_duration,
+            field="duration",
+            form=form,
+            minimum=4,
+            maximum=8,
+            default_note=f" (default {DEFAULT_VIDEO_DURATION})",
+        )
+    )
+    if duration not in VIDEO_DURATIONS:
+        raise InvalidRequest("duration must be 4, 6 or 8 (seconds; default 8)")
     raw_seed = data.get("seed")
     seed = (
         None
@@ -219,6 +238,11 @@ def parse_video_request(data: Mapping[str, Any], *, form: bool = False) -> Video
         raise InvalidRequest(
             "referenceImage_* cannot be combined with startImage/endImage: Veo takes either "
             "frames or reference images; send one kind"
+        )
+    if reference_images and duration != 8:
+        raise InvalidRequest(
+            "duration must be 8 with referenceImage_* (Veo renders reference "
+            "videos at 8 seconds only)"
         )
     mode: VideoMode
     if reference_images:
@@ -248,6 +272,7 @@ def parse_video_request(data: Mapping[str, Any], *, form: bool = False) -> Video
         model=model.name,
         aspect_ratio=aspect_ratio,
         count=count,
+        duration=duration,
         seed=seed,
         mode=mode,
         start_image=start_image,
@@ -278,6 +303,7 @@ def video_request_echo(spec: VideoRequestSpec) -> dict[str, Any]:
         "model": spec.model,
         "aspectRatio": spec.aspect_ratio,
         "count": spec.count,
+        "duration": spec.duration,
     }
     if spec.seed is not None:
         echo["seed"] = spec.seed

@@ -71,3 +71,51 @@ class ImageProvider(Protocol):
     async def predict_images(self, request: PredictImageRequest) -> list[GeneratedImage]:
         """One Imagen style call with ``sampleCount``."""
         ...
+
+
+@dataclass(frozen=True)
+class VideoStartRequest:
+    """One ``:predictLongRunning`` call (one video out)."""
+
+    upstream_model: str
+    prompt: str
+    aspect_ratio: str = "16:9"
+    duration_seconds: int = 8
+    resolution: str = "720p"
+    seed: int | None = None
+    start_frame: InlineImage | None = None
+    last_frame: InlineImage | None = None
+    references: tuple[InlineImage, ...] = ()
+    source_video_uri: str | None = None  # extension of an earlier output
+
+
+@dataclass(frozen=True)
+class VideoOperation:
+    """The state of an upstream long-running operation."""
+
+    name: str
+    done: bool
+    video_uris: tuple[str, ...] = ()
+    error_code: int | None = None
+    error_message: str | None = None
+    filtered_reasons: tuple[str, ...] = ()
+
+
+class VideoProvider(Protocol):
+    """The video side of a provider."""
+
+    async def start_video(self, request: VideoStartRequest) -> str:
+        """Submit; return the upstream operation name."""
+        ...
+
+    async def get_operation(self, name: str) -> VideoOperation:
+        """Poll one operation."""
+        ...
+
+    async def download(self, uri: str) -> bytes:
+        """Fetch an output file the upstream produced."""
+        ...
+
+
+class Provider(ImageProvider, VideoProvider, Protocol):
+    """Everything an account's upstream offers."""

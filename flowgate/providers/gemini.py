@@ -36,7 +36,10 @@ from flowgate.providers.base import (
     ContentImageRequest,
     GeneratedImage,
     HealthReport,
+    InlineImage,
     PredictImageRequest,
+    VideoOperation,
+    VideoStartRequest,
 )
 
 logger = logging.getLogger(__name__)
@@ -159,6 +162,48 @@ class ModelInfo(_Wire):
     name: str
     display_name: str | None = None
     supported_generation_methods: list[str] = []
+
+
+class OperationError(_Wire):
+    """``error`` of a failed long-running operation."""
+
+    code: int | None = None
+    message: str | None = None
+
+
+class VideoFile(_Wire):
+    """``video`` of a generated sample."""
+
+    uri: str | None = None
+
+
+class GeneratedSample(_Wire):
+    """One generated video."""
+
+    video: VideoFile | None = None
+
+
+class GenerateVideoResponse(_Wire):
+    """``response.generateVideoResponse``."""
+
+    generated_samples: list[GeneratedSample] = []
+    rai_media_filtered_count: int | None = None
+    rai_media_filtered_reasons: list[str] = []
+
+
+class OperationResult(_Wire):
+    """``response`` of a finished operation."""
+
+    generate_video_response: GenerateVideoResponse | None = None
+
+
+class OperationResponse(_Wire):
+    """``GET /v1beta/{operation}``."""
+
+    name: str | None = None
+    done: bool = False
+    error: OperationError | None = None
+    response: OperationResult | None = None
 
 
 class ListModelsResponse(_Wire):
@@ -356,6 +401,86 @@ class GeminiProvider:
             raise ContentBlocked(f"all images were filtered: {filtered[0]}")
         raise ContentBlocked(NO_IMAGE_DETAIL)
 
+    async def start_video(self, request: VideoStartRequest) -> str:
+        """``:predictLongRunning`` for one video; the operation name to poll."""
+        instance: dict[str, Any] = {"prompt": request.prompt}
+        if request.start_frame is not None:
+            instance["image"] = _inline(request.start_frame)
+        if request.last_frame is not None:
+            instance["lastFrame"] = _inline(request.last_frame)
+        if request.references:
+            instance["referenceImages"] = [
+                {"image": _inline(ref), "referenceType": "asset"} for ref in request.references
+            ]
+        if request.source_video_uri is not None:
+            instance["video"] = {"uri": request.source_video_uri}
+        parameters: dict[str, Any] = {
+            "aspectRatio": request.aspect_ratio,
+            "durationSeconds": request.duration_seconds,
+            "resolution": request.resolution,
+            "numberOfVideos": 1,
+        }
+        # The Gemini API's Veo takes no seed (Vertex AI's does): it is only recorded.
+        what = f"{request.upstream_model}:predictLongRunning"
+        body = await self._call(
+            "POST",
+            _model_path(request.upstream_model, "predictLongRunning"),
+            json_body={"instances": [instance], "parameters": parameters},
+            what=what,
+        )
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name:
+            raise UpstreamUnreachable(f"upstream {self._host()} answered {what} without a name")
+        return name
+
+    async def get_operation(self, name: str) -> VideoOperation:
+        """``GET /v1beta/{name}``; a finished operation's video URIs, error or filter."""
+        body = await self._call("GET", quote(name, safe="/"), what="operations.get")
+        answer = self._read(OperationResponse, body, "operations.get")
+        if not answer.done:
+            return VideoOperation(name=name, done=False)
+        if answer.error is not None:
+            return VideoOperation(
+                name=name,
+                done=True,
+                error_code=answer.error.code,
+                error_message=answer.error.message or "operation failed",
+            )
+        result = answer.response.generate_video_response if answer.response else None
+        uris = tuple(
+            sample.video.uri
+            for sample in (result.generated_samples if result else [])
+            if sample.video is not None and sample.video.uri
+        )
+        reasons = tuple(result.rai_media_filtered_reasons) if result else ()
+        return VideoOperation(name=name, done=True, video_uris=uris, filtered_reasons=reasons)
+
+    async def download(self, uri: str) -> bytes:
+        """Fetch an output; the key goes only to the upstream's own host.
+
+        Google answers file downloads with a redirect to a storage host: that hop is
+        followed without the key.
+        """
+        own = httpx.URL(self._base_url)
+        url = httpx.URL(uri)
+        headers = {"x-goog-api-key": self._api_key} if url.host == own.host else {}
+        try:
+            for _ in range(5):
+                response = await self._http.get(url, headers=headers, follow_redirects=False)
+                if response.is_redirect and "location" in response.headers:
+                    url = url.join(response.headers["location"])
+                    if url.host != own.host or url.port != own.port:
+                        headers = {}
+                    continue
+                break
+        except httpx.HTTPError as exc:
+            detail = redact(str(exc), self._api_key) or exc.__class__.__name__
+            raise UpstreamUnreachable(f"could not download from {url.host}: {detail}") from None
+        if response.status_code != 200:
+            info = parse_google_error(response.status_code, response.content, secret=self._api_key)
+            raise UpstreamError(info, http_status=response.status_code)
+        return response.content
+
     async def _call(
         self,
         method: str,
@@ -418,6 +543,12 @@ class GeminiProvider:
             return httpx.URL(self._base_url).host or self._base_url
         except httpx.InvalidURL:
             return "(invalid base URL)"
+
+
+def _inline(image: InlineImage) -> dict[str, Any]:
+    return {
+        "inlineData": {"mimeType": image.mime, "data": base64.b64encode(image.data).decode("ascii")}
+    }
 
 
 def _model_path(model_id: str, action: str) -> str:

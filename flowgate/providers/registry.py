@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from flowgate.providers.base import ImageProvider
+from flowgate.providers.base import Provider
 from flowgate.providers.gemini import GeminiProvider
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -18,7 +18,7 @@ def build_provider(
     api_key: str,
     base_url: str | None,
     sandbox_base_url: str,
-) -> ImageProvider:
+) -> Provider:
     """The provider for an account of kind ``provider`` ("gemini" or "sandbox").
 
     The sandbox speaks the Gemini API, so both use the real Gemini provider code.

@@ -2,5 +2,6 @@
 
 from flowgate.sandbox.app import create_sandbox_app
 from flowgate.sandbox.config import SandboxConfig
+from flowgate.sandbox.quotas import KeyQuota
 
-__all__ = ["SandboxConfig", "create_sandbox_app"]
+__all__ = ["KeyQuota", "SandboxConfig", "create_sandbox_app"]

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowgate.sandbox.api_keys import api_key_of, check_api_key
@@ -30,7 +33,7 @@ from flowgate.sandbox.directives import (
     parse_directives,
     strip_directives,
 )
-from flowgate.sandbox.drawing import draw_fixed_picture
+from flowgate.sandbox.drawing import draw_fixed_picture, open_reference
 from flowgate.sandbox.generate_content import (
     blocked_image_response,
     blocked_prompt_response,
@@ -38,15 +41,27 @@ from flowgate.sandbox.generate_content import (
     render_generate_content,
 )
 from flowgate.sandbox.google_errors import (
+    BAD_IMAGE_MESSAGE,
     GoogleApiError,
     invalid_argument,
     not_found,
+    permission_denied,
     unimplemented,
 )
 from flowgate.sandbox.imagen_predict import (
     filtered_predict_response,
     parse_predict,
     render_predict,
+)
+from flowgate.sandbox.quotas import QuotaBook, QuotaLease, parse_quota_body
+from flowgate.sandbox.veo_operations import Outcome, SandboxFile, VeoStore
+from flowgate.sandbox.veo_predict import VideoRequest, file_id_of_uri, parse_predict_long_running
+from flowgate.sandbox.video_drawing import (
+    EXTENSION_SECONDS,
+    MAX_VIDEO_SECONDS,
+    ClipSegment,
+    VideoRecipe,
+    fixed_recipe,
 )
 
 SANDBOX_HEADER = (b"x-flowgate-sandbox", b"1")
@@ -62,6 +77,8 @@ class SandboxState:
     calls: CallLog
     # Benchmark mode: one pre-rendered picture per output format ("PNG", "JPEG").
     fixed_pictures: dict[str, bytes] | None
+    quotas: QuotaBook
+    veo: VeoStore
 
 
 class SandboxLabelMiddleware:
@@ -91,7 +108,13 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> FastAPI:
         if config.fixed_image
         else None
     )
-    state = SandboxState(config=config, calls=CallLog(config.call_log_size), fixed_pictures=fixed)
+    state = SandboxState(
+        config=config,
+        calls=CallLog(config.call_log_size),
+        fixed_pictures=fixed,
+        quotas=QuotaBook(config.quotas, config.now),
+        veo=VeoStore(config.now, config.max_video_files),
+    )
 
     app = FastAPI(
         title="flowgate sandbox (imitation Gemini API)",
@@ -118,17 +141,26 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> FastAPI:
         *,
         model: str | None,
         method: str,
-        work: Callable[[], Awaitable[dict[str, Any]]],
-    ) -> JSONResponse:
+        work: Callable[[], Awaitable[dict[str, Any] | Response]],
+    ) -> Response:
         """Check the key, run ``work``, render a Google error on failure, log the call."""
         key = api_key_of(request)
+        response: Response
         try:
             check_api_key(key)
-            body, status = await work(), 200
+            result = await work()
+            response = result if isinstance(result, Response) else JSONResponse(result)
         except GoogleApiError as error:
-            body, status = error.body(), error.http_status
-        state.calls.record(key=key, model=model, method=method, status=status)
-        return JSONResponse(body, status_code=status)
+            response = JSONResponse(error.body(), status_code=error.http_status)
+        state.calls.record(key=key, model=model, method=method, status=response.status_code)
+        return response
+
+    async def admin(work: Callable[[], Awaitable[dict[str, Any]]]) -> JSONResponse:
+        """Run a ``/_sandbox`` tool; its errors have Google's shape too."""
+        try:
+            return JSONResponse(await work())
+        except GoogleApiError as error:
+            return JSONResponse(error.body(), status_code=error.http_status)
 
     @app.get("/")
     async def about() -> dict[str, Any]:
@@ -136,13 +168,15 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> FastAPI:
         return {
             "sandbox": True,
             "description": "flowgate sandbox: an imitation of the Gemini API that draws "
-            "deterministic test pictures. Not Google; no AI.",
+            "deterministic test pictures and videos. Not Google; no AI.",
             "models": "v1beta/models",
             "calls": "_sandbox/calls",
+            "quotas": "_sandbox/quotas",
+            "docs": "docs/sandbox.md in the flowgate repository",
         }
 
     @app.get("/v1beta/models")
-    async def list_models(request: Request) -> JSONResponse:
+    async def list_models(request: Request) -> Response:
         """``models.list`` with ``pageSize`` / ``pageToken`` paging."""
 
         async def work() -> dict[str, Any]:
@@ -159,7 +193,7 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> FastAPI:
         return await answer(request, model=None, method="list", work=work)
 
     @app.get("/v1beta/models/{model_id}")
-    async def get_model(model_id: str, request: Request) -> JSONResponse:
+    async def get_model(model_id: str, request: Request) -> Response:
         """``models.get``."""
 
         async def work() -> dict[str, Any]:
@@ -171,7 +205,7 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> FastAPI:
         return await answer(request, model=model_id, method="get", work=work)
 
     @app.post("/v1beta/models/{model_action}")
-    async def model_action(model_action: str, request: Request) -> JSONResponse:
+    async def model_action(model_action: str, request: Request) -> Response:
         """``models/{id}:{action}``; FastAPI cannot route on ``:``, so split it here."""
         model_id, colon, action = model_action.rpartition(":")
         if not colon:
@@ -179,13 +213,149 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> FastAPI:
 
         async def work() -> dict[str, Any]:
             model = _model_for_action(model_id, action)
+            key = api_key_of(request) or ""
             if action == "generateContent":
-                return await _generate_content(state, model, request)
+                return await _generate_content(state, model, request, key)
             if action == "predict":
-                return await _predict(state, model, request)
+                return await _predict(state, model, request, key)
+            if action == "predictLongRunning":
+                return await _predict_long_running(state, model, request, key)
             raise unimplemented(f"The sandbox does not implement {action} yet.")
 
         return await answer(request, model=model_id, method=action, work=work)
+
+    @app.get("/v1beta/models/{model_id}/operations/{operation_id}")
+    async def get_model_operation(model_id: str, operation_id: str, request: Request) -> Response:
+        """Poll a Veo operation by its full name ``models/{model}/operations/{id}``."""
+        return await _get_operation(model_id, operation_id, request)
+
+    @app.get("/v1beta/operations/{operation_id}")
+    async def get_operation(operation_id: str, request: Request) -> Response:
+        """Poll a Veo operation by its id alone."""
+        return await _get_operation(None, operation_id, request)
+
+    async def _get_operation(model_id: str | None, operation_id: str, request: Request) -> Response:
+        async def work() -> dict[str, Any]:
+            operation = state.veo.operation(operation_id)
+            if (
+                operation is None
+                or operation.key != api_key_of(request)
+                or model_id not in (None, operation.model_id)
+            ):
+                name = f"models/{model_id}/operations/{operation_id}" if model_id else operation_id
+                raise not_found(f"Operation {name} not found.")
+            base = _base_url(request)
+            return state.veo.response(operation, lambda file_id: _download_url(base, file_id))
+
+        return await answer(request, model=model_id, method="operations.get", work=work)
+
+    @app.get("/v1beta/files/{file_action}")
+    async def get_file(file_action: str, request: Request) -> Response:
+        """``files/{id}`` (metadata) and ``files/{id}:download?alt=media`` (the MP4)."""
+        file_id, colon, action = file_action.partition(":")
+
+        async def work() -> dict[str, Any] | Response:
+            if colon and action != "download":
+                raise not_found("Method not found.")
+            file = state.veo.file(file_id)
+            data = None
+            if file is not None and file.owner_key == api_key_of(request):
+                data = await state.veo.file_data(file)
+            if file is None or data is None:
+                raise permission_denied(
+                    f"You do not have permission to access the File {file_id} or it may not exist."
+                )
+            base = _base_url(request)
+            if not action:
+                return _file_metadata(file, data, base)
+            if request.query_params.get("alt") != "media":
+                raise invalid_argument("Add alt=media to download the file's content.")
+            if state.config.video_download_redirect:
+                return RedirectResponse(
+                    f"{base}/_sandbox/downloads/{file.download_token}", status_code=302
+                )
+            return Response(data, media_type="video/mp4")
+
+        method = "files.download" if action else "files.get"
+        return await answer(request, model=None, method=method, work=work)
+
+    @app.get("/_sandbox/downloads/{token}")
+    async def download_target(token: str, request: Request) -> Response:
+        """Where ``:download`` redirects: the bytes, for anyone holding the secret link.
+
+        Google redirects to another host that needs no key. Here the target is
+        on the same host, so the sandbox cannot refuse a forwarded key without
+        breaking a client that strips the key only when the host changes; it
+        logs the key (if any) instead: a test asserts ``key`` is ``None`` on
+        ``download-target`` calls to prove a client does not forward it.
+        """
+        file = state.veo.file_by_token(token)
+        data = None if file is None else await state.veo.file_data(file)
+        response: Response
+        if data is None:
+            error = not_found("The download link has expired or never existed.")
+            response = JSONResponse(error.body(), status_code=error.http_status)
+        else:
+            response = Response(data, media_type="video/mp4")
+        state.calls.record(
+            key=api_key_of(request),
+            model=None,
+            method="download-target",
+            status=response.status_code,
+        )
+        return response
+
+    @app.delete("/_sandbox/files/{file_id}")
+    async def expire_file(file_id: str) -> JSONResponse:
+        """Expire a generated video now (to test "reference expired upstream")."""
+
+        async def work() -> dict[str, Any]:
+            if not state.veo.expire(file_id):
+                raise not_found(f"No sandbox file {file_id}.")
+            return {"expired": f"files/{file_id}"}
+
+        return await admin(work)
+
+    @app.get("/_sandbox/quotas")
+    async def list_quotas() -> JSONResponse:
+        """Every quota rule with its current usage per model."""
+
+        async def work() -> dict[str, Any]:
+            return {"quotas": state.quotas.as_json()}
+
+        return await admin(work)
+
+    @app.put("/_sandbox/quotas/{key}")
+    async def put_quota(key: str, request: Request) -> JSONResponse:
+        """Set the key's rule for one model (``model``) or for every model; counters restart."""
+
+        async def work() -> dict[str, Any]:
+            quota = parse_quota_body(await _json_body(request))
+            state.quotas.set(key, quota)
+            return quota.as_json(key)
+
+        return await admin(work)
+
+    @app.delete("/_sandbox/quotas/{key}")
+    async def delete_quota(key: str, request: Request) -> JSONResponse:
+        """Drop the key's rules (``?model=`` only that model's) and restart its counters."""
+
+        async def work() -> dict[str, Any]:
+            model = request.query_params.get("model") or None
+            removed = state.quotas.remove(key, model.removeprefix("models/") if model else None)
+            return {"removed": removed}
+
+        return await admin(work)
+
+    @app.delete("/_sandbox/quotas")
+    async def clear_quotas() -> JSONResponse:
+        """Drop every rule and every counter."""
+
+        async def work() -> dict[str, Any]:
+            state.quotas.clear()
+            return {"quotas": []}
+
+        return await admin(work)
 
     @app.get("/_sandbox/calls")
     async def list_calls() -> dict[str, Any]:
@@ -227,57 +397,202 @@ async def _json_body(request: Request) -> Any:
         raise invalid_argument("Invalid JSON payload received. Unexpected token.") from None
 
 
-async def _admit(state: SandboxState, model: SandboxModel, directives: Directives) -> None:
-    """Wait the asked latency, then raise the fault the prompt asked for, if any.
+@asynccontextmanager
+async def _admitted(
+    state: SandboxState, key: str, model: SandboxModel, directives: Directives
+) -> AsyncIterator[QuotaLease]:
+    """Count the request against the key's quota, wait the asked latency, raise a fault.
 
-    This is the one place every generation passes before drawing; per-key quotas
-    (see :class:`SandboxConfig`) belong here too.
+    Every generation passes here after its body was validated (invalid
+    requests count against no quota). The quota's concurrency slot is held
+    until the block ends, unless the caller moves it to a running operation.
     """
-    delay_ms = max(state.config.default_delay_ms, directives.delay_ms)
-    if delay_ms:
-        await asyncio.sleep(delay_ms / 1000)
-    error = error_for_fault(directives, model.model_id)
-    if error is not None:
-        raise error
+    lease = state.quotas.admit(key, model.model_id)
+    try:
+        delay_ms = max(state.config.default_delay_ms, directives.delay_ms)
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        error = error_for_fault(directives, model.model_id)
+        if error is not None:
+            raise error
+        yield lease
+    finally:
+        lease.release()
+
+
+def _image_directives(prompt: str) -> Directives:
+    directives = parse_directives(prompt)
+    if directives.is_video_only():
+        raise invalid_argument(
+            "Sandbox directives video-fail and video-seconds apply only to Veo "
+            "(:predictLongRunning)."
+        )
+    return directives
 
 
 async def _generate_content(
-    state: SandboxState, model: SandboxModel, request: Request
+    state: SandboxState, model: SandboxModel, request: Request, key: str
 ) -> dict[str, Any]:
     parsed = parse_generate_content(model, await _json_body(request))
-    directives = parse_directives(parsed.prompt)
-    await _admit(state, model, directives)
-    if directives.fault == "unsafe":
-        return blocked_prompt_response(model, parsed)
-    if directives.fault == "unsafe-image":
-        return blocked_image_response(model, parsed)
-    display_prompt = strip_directives(parsed.prompt)
-    fixed_png = state.fixed_pictures["PNG"] if state.fixed_pictures else None
-    if fixed_png is not None and not parsed.references:
-        # Nothing to decode or draw: a thread hop would cost more than the work.
-        return render_generate_content(model, parsed, display_prompt, fixed_png)
-    return await asyncio.to_thread(
-        render_generate_content, model, parsed, display_prompt, fixed_png
-    )
-
-
-async def _predict(state: SandboxState, model: SandboxModel, request: Request) -> dict[str, Any]:
-    parsed = parse_predict(model, await _json_body(request))
-    directives = parse_directives(parsed.prompt)
-    await _admit(state, model, directives)
-    if directives.fault == "unsafe" or (
-        directives.fault == "unsafe-image" and parsed.sample_count == 1
-    ):
-        return filtered_predict_response(parsed)
-    filter_first = directives.fault == "unsafe-image"
-    display_prompt = strip_directives(parsed.prompt)
-    if state.fixed_pictures is not None:
-        return render_predict(
-            model, parsed, display_prompt, state.fixed_pictures, filter_first=filter_first
+    directives = _image_directives(parsed.prompt)
+    async with _admitted(state, key, model, directives):
+        if directives.fault == "unsafe":
+            return blocked_prompt_response(model, parsed)
+        if directives.fault == "unsafe-image":
+            return blocked_image_response(model, parsed)
+        display_prompt = strip_directives(parsed.prompt)
+        fixed_png = state.fixed_pictures["PNG"] if state.fixed_pictures else None
+        if fixed_png is not None and not parsed.references:
+            # Nothing to decode or draw: a thread hop would cost more than the work.
+            return render_generate_content(model, parsed, display_prompt, fixed_png)
+        return await asyncio.to_thread(
+            render_generate_content, model, parsed, display_prompt, fixed_png
         )
-    return await asyncio.to_thread(
-        render_predict, model, parsed, display_prompt, None, filter_first=filter_first
+
+
+async def _predict(
+    state: SandboxState, model: SandboxModel, request: Request, key: str
+) -> dict[str, Any]:
+    parsed = parse_predict(model, await _json_body(request))
+    directives = _image_directives(parsed.prompt)
+    async with _admitted(state, key, model, directives):
+        if directives.fault == "unsafe" or (
+            directives.fault == "unsafe-image" and parsed.sample_count == 1
+        ):
+            return filtered_predict_response(parsed)
+        filter_first = directives.fault == "unsafe-image"
+        display_prompt = strip_directives(parsed.prompt)
+        if state.fixed_pictures is not None:
+            return render_predict(
+                model, parsed, display_prompt, state.fixed_pictures, filter_first=filter_first
+            )
+        return await asyncio.to_thread(
+            render_predict, model, parsed, display_prompt, None, filter_first=filter_first
+        )
+
+
+async def _predict_long_running(
+    state: SandboxState, model: SandboxModel, request: Request, key: str
+) -> dict[str, Any]:
+    """Start a Veo operation: validate, admit, then render in the background."""
+    parsed = parse_predict_long_running(await _json_body(request))
+    directives = parse_directives(parsed.prompt)
+    source = _source_video(state, parsed, key)
+    await asyncio.to_thread(_check_images_decode, parsed)
+    recipe = _video_recipe(state, model, parsed, source)
+    seconds = (
+        state.config.video_seconds if directives.video_seconds is None else directives.video_seconds
     )
+    outcome: Outcome = "video"
+    if directives.fault == "video-fail":
+        outcome = "failed"
+    elif directives.fault in ("unsafe", "unsafe-image"):
+        outcome = "filtered"
+    async with _admitted(state, key, model, directives) as lease:
+        operation = state.veo.start(
+            model_id=model.model_id, key=key, recipe=recipe, seconds=seconds, outcome=outcome
+        )
+        # A running video keeps its concurrency slot until it is done, not just this request.
+        lease.hold_until(operation.finish_at)
+    return {"name": operation.name}
+
+
+def _source_video(state: SandboxState, parsed: VideoRequest, key: str) -> SandboxFile | None:
+    """The earlier output an extension continues; 400 unless it is this key's, and alive."""
+    if parsed.source_uri is None:
+        return None
+    file_id = file_id_of_uri(parsed.source_uri)
+    file = None if file_id is None else state.veo.file(file_id)
+    if file is None or file.owner_key != key:
+        raise invalid_argument(
+            f"video.uri {parsed.source_uri[:200]} does not name a video this project generated, "
+            "or it has expired (generated videos are kept for 2 days). Only Veo outputs can "
+            "be extended."
+        )
+    if file.recipe.seconds + EXTENSION_SECONDS > MAX_VIDEO_SECONDS:
+        raise invalid_argument(
+            f"The video is {file.recipe.seconds} s long; an extension adds "
+            f"{EXTENSION_SECONDS} s and videos can be at most {MAX_VIDEO_SECONDS} s."
+        )
+    return file
+
+
+def _check_images_decode(parsed: VideoRequest) -> None:
+    """400 for an image that is not one (blocking: decodes every image)."""
+    for image in parsed.images():
+        try:
+            open_reference(image.data)
+        except ValueError:
+            raise invalid_argument(BAD_IMAGE_MESSAGE) from None
+
+
+def _video_recipe(
+    state: SandboxState, model: SandboxModel, parsed: VideoRequest, source: SandboxFile | None
+) -> VideoRecipe:
+    prompt = strip_directives(parsed.prompt)
+    if source is not None:
+        aspect_ratio = source.recipe.aspect_ratio
+        seconds = source.recipe.seconds + EXTENSION_SECONDS
+    else:
+        aspect_ratio = parsed.aspect_ratio or "16:9"
+        seconds = parsed.duration_seconds
+    if state.fixed_pictures is not None:
+        return fixed_recipe(aspect_ratio, seconds)
+    if source is not None:
+        return source.recipe.extended(
+            ClipSegment(
+                model_id=model.model_id,
+                prompt=prompt,
+                aspect_ratio=aspect_ratio,
+                resolution=parsed.resolution,
+                seconds=EXTENSION_SECONDS,
+                extends=source.file_id,
+            )
+        )
+    segment = ClipSegment(
+        model_id=model.model_id,
+        prompt=prompt,
+        aspect_ratio=aspect_ratio,
+        resolution=parsed.resolution,
+        seconds=seconds,
+        first_frame=parsed.image.data if parsed.image else None,
+        last_frame=parsed.last_frame.data if parsed.last_frame else None,
+        references=tuple(reference.data for reference in parsed.references),
+    )
+    return VideoRecipe(segments=(segment,))
+
+
+def _base_url(request: Request) -> str:
+    """The sandbox's own base URL as the caller reached it, mount prefix included."""
+    root = request.scope.get("root_path", "")
+    return str(request.url.replace(path=root, query="", fragment="")).rstrip("/")
+
+
+def _download_url(base: str, file_id: str) -> str:
+    return f"{base}/v1beta/files/{file_id}:download?alt=media"
+
+
+def _file_metadata(file: SandboxFile, data: bytes, base: str) -> dict[str, Any]:
+    """A Files API ``File`` object for a generated video."""
+    created = _rfc3339(file.available_at)
+    return {
+        "name": f"files/{file.file_id}",
+        "mimeType": "video/mp4",
+        "sizeBytes": str(len(data)),
+        "createTime": created,
+        "updateTime": created,
+        "expirationTime": _rfc3339(file.expires_at),
+        "sha256Hash": base64.b64encode(hashlib.sha256(data).digest()).decode(),
+        "uri": f"{base}/v1beta/files/{file.file_id}",
+        "downloadUri": _download_url(base, file.file_id),
+        "state": "ACTIVE",
+        "source": "GENERATED",
+    }
+
+
+def _rfc3339(epoch_seconds: float) -> str:
+    moment = datetime.fromtimestamp(epoch_seconds, UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _page_size(value: str | None) -> int:

@@ -32,8 +32,12 @@ FAULTS: frozenset[str] = frozenset(
         "500",
         "unsafe",
         "unsafe-image",
+        "video-fail",
     }
 )
+# Directives that only mean something to Veo (``:predictLongRunning``).
+VIDEO_ONLY_FAULTS = frozenset({"video-fail"})
+MAX_VIDEO_SECONDS = 3600.0
 # Faults that take an optional ``=SECONDS`` overriding the RetryInfo delay.
 FAULTS_WITH_RETRY = frozenset({"429-daily", "429-minute", "429-project"})
 
@@ -47,6 +51,12 @@ class Directives:
     fault: str | None = None
     retry_seconds: float | None = None
     delay_ms: int = 0
+    # ``[sandbox:video-seconds=N]``: how long a video operation runs (``None``: the config's).
+    video_seconds: float | None = None
+
+    def is_video_only(self) -> bool:
+        """Whether a directive here applies only to video generation."""
+        return self.fault in VIDEO_ONLY_FAULTS or self.video_seconds is not None
 
 
 def strip_directives(prompt: str) -> str:
@@ -63,10 +73,13 @@ def parse_directives(prompt: str) -> Directives:
     fault: str | None = None
     retry_seconds: float | None = None
     delay_ms = 0
+    video_seconds: float | None = None
     for match in _DIRECTIVE.finditer(prompt):
         name, value = match.group(1).lower(), match.group(2)
         if name == "delay":
             delay_ms = max(delay_ms, _parse_delay(match.group(0), value))
+        elif name == "video-seconds":
+            video_seconds = _parse_video_seconds(match.group(0), value)
         elif name in FAULTS:
             if value is not None and name not in FAULTS_WITH_RETRY:
                 raise _bad(match.group(0), "this directive takes no value")
@@ -76,7 +89,9 @@ def parse_directives(prompt: str) -> Directives:
                     retry_seconds = _parse_seconds(match.group(0), value)
         else:
             raise _bad(match.group(0), "unknown sandbox directive")
-    return Directives(fault=fault, retry_seconds=retry_seconds, delay_ms=delay_ms)
+    return Directives(
+        fault=fault, retry_seconds=retry_seconds, delay_ms=delay_ms, video_seconds=video_seconds
+    )
 
 
 _QUOTA_KINDS: dict[str, QuotaKind] = {
@@ -108,6 +123,16 @@ def _parse_delay(directive: str, value: str | None) -> int:
     if value is None or not value.isdigit():
         raise _bad(directive, "expected [sandbox:delay=MILLISECONDS]")
     return min(int(value), MAX_DELAY_MS)
+
+
+def _parse_video_seconds(directive: str, value: str | None) -> float:
+    try:
+        seconds = float((value or "").removesuffix("s"))
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_VIDEO_SECONDS:
+        raise _bad(directive, f"expected [sandbox:video-seconds=N], 0 ≤ N ≤ {MAX_VIDEO_SECONDS:g}")
+    return seconds
 
 
 def _parse_seconds(directive: str, value: str) -> float:

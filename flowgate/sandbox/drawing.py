@@ -72,6 +72,11 @@ def draw_picture(
     image_format: str = "PNG",
 ) -> bytes:
     """Render ``order`` at its exact size and encode it (``PNG`` or ``JPEG``)."""
+    return encode(draw_scene(order, references), image_format)
+
+
+def draw_scene(order: PictureOrder, references: Sequence[Image.Image] = ()) -> Image.Image:
+    """Render ``order`` as an RGB image: gradient, shapes, reference thumbnails, captions."""
     digest = order.fingerprint()
     rng = random.Random(int.from_bytes(digest[:8], "big"))
     width, height = order.width, order.height
@@ -81,7 +86,22 @@ def draw_picture(
     _shapes(draw, rng, width, height)
     _reference_thumbnails(picture, references, width, height)
     _caption(draw, order, width, height)
-    return encode(picture, image_format)
+    return picture
+
+
+@lru_cache(maxsize=16)
+def banner_bottom(width: int, height: int) -> int:
+    """Pixel row just below the yellow SANDBOX banner :func:`draw_scene` puts top-left."""
+    font_px = _font_px(width, height)
+    title_font = _font(font_px * 2)
+    pad = max(2, font_px // 2)
+    box = ImageDraw.Draw(Image.new("1", (1, 1))).textbbox((pad, pad), "SANDBOX", font=title_font)
+    return int(box[3]) + pad
+
+
+def label_font(width: int, height: int) -> Font:
+    """The caption font :func:`draw_scene` uses for a picture of this size."""
+    return _font(_font_px(width, height))
 
 
 def draw_draft(order: PictureOrder) -> bytes:
@@ -184,13 +204,17 @@ def _reference_thumbnails(
         right = left - margin - 4
 
 
+def _font_px(width: int, height: int) -> int:
+    return max(8, min(round((width * height) ** 0.5 / 30), height // 8))
+
+
 @lru_cache(maxsize=64)
 def _font(size_px: int) -> Font:
     return ImageFont.load_default(size=size_px)
 
 
 def _caption(draw: ImageDraw.ImageDraw, order: PictureOrder, width: int, height: int) -> None:
-    font_px = max(8, min(round((width * height) ** 0.5 / 30), height // 8))
+    font_px = _font_px(width, height)
     font, title_font = _font(font_px), _font(font_px * 2)
     pad = max(2, font_px // 2)
 

@@ -37,6 +37,17 @@ BAD_IMAGE_MESSAGE = (
 
 QuotaKind = Literal["daily", "minute", "project"]
 
+PER_DAY_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+PER_MINUTE_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+PROJECT_DAY_QUOTA_ID = "GenerateRequestsPerDayPerProject-FreeTier"
+# Google publishes no id for a concurrency limit; this one follows its naming and, like
+# every per-model id, contains "PerModel" (and neither "PerDay" nor "PerMinute").
+CONCURRENT_QUOTA_ID = "ConcurrentGenerateRequestsPerProjectPerModel-FreeTier"
+REQUESTS_METRIC = f"{SERVICE}/generate_content_free_tier_requests"
+QUOTA_METRICS: dict[str, str] = {
+    CONCURRENT_QUOTA_ID: f"{SERVICE}/concurrent_generate_requests",
+}
+
 # Default RetryInfo delays in seconds; a directive may override them (``[sandbox:429-minute=2]``).
 DEFAULT_RETRY_SECONDS: dict[QuotaKind, float] = {"daily": 58.0, "minute": 26.0, "project": 3600.0}
 
@@ -89,6 +100,11 @@ def unknown_field(name: str, at: str) -> GoogleApiError:
 def not_found(message: str) -> GoogleApiError:
     """404 NOT_FOUND."""
     return GoogleApiError(404, "NOT_FOUND", message)
+
+
+def permission_denied(message: str) -> GoogleApiError:
+    """403 PERMISSION_DENIED without details (e.g. a file that is gone or someone else's)."""
+    return GoogleApiError(403, "PERMISSION_DENIED", message)
 
 
 def unimplemented(message: str) -> GoogleApiError:
@@ -201,24 +217,37 @@ _QUOTA_MESSAGE_HEAD = (
 
 
 def quota_exhausted(model_id: str, kind: QuotaKind, retry_seconds: float) -> GoogleApiError:
-    """429 RESOURCE_EXHAUSTED with QuotaFailure, Help and RetryInfo details.
+    """The 429 of a ``[sandbox:429-…]`` directive (fixed limits, as Google's free tier).
 
     ``daily`` and ``minute`` are per-model quotas (``quotaDimensions.model`` is set);
     ``project`` is a project-wide daily quota with no model dimension, which a gateway
     should read as "this whole key is spent".
     """
-    metric = f"{SERVICE}/generate_content_free_tier_requests"
-    dimensions: dict[str, str] = {"location": "global"}
     if kind == "daily":
-        quota_id, limit = "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "100"
-        dimensions["model"] = model_id
-    elif kind == "minute":
-        quota_id, limit = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "10"
-        dimensions["model"] = model_id
-    else:
-        quota_id, limit = "GenerateRequestsPerDayPerProject-FreeTier", "1500"
+        return quota_violation(
+            model_id, quota_id=PER_DAY_QUOTA_ID, limit=100, retry_seconds=retry_seconds
+        )
+    if kind == "minute":
+        return quota_violation(
+            model_id, quota_id=PER_MINUTE_QUOTA_ID, limit=10, retry_seconds=retry_seconds
+        )
+    return quota_violation(
+        None, quota_id=PROJECT_DAY_QUOTA_ID, limit=1500, retry_seconds=retry_seconds
+    )
+
+
+def quota_violation(
+    model_id: str | None, *, quota_id: str, limit: int, retry_seconds: float
+) -> GoogleApiError:
+    """429 RESOURCE_EXHAUSTED with QuotaFailure, Help and RetryInfo details.
+
+    ``model_id`` ``None`` leaves out the model dimension (a project-wide quota).
+    """
+    metric = QUOTA_METRICS.get(quota_id, REQUESTS_METRIC)
+    dimensions: dict[str, str] = {"location": "global"}
     exceeded = f"* Quota exceeded for metric: {metric}, limit: {limit}"
-    if "model" in dimensions:
+    if model_id is not None:
+        dimensions["model"] = model_id
         exceeded += f", model: {model_id}"
     message = f"{_QUOTA_MESSAGE_HEAD}\n{exceeded}\nPlease retry in {retry_seconds:.1f}s."
     return GoogleApiError(
@@ -233,7 +262,7 @@ def quota_exhausted(model_id: str, kind: QuotaKind, retry_seconds: float) -> Goo
                         "quotaMetric": metric,
                         "quotaId": quota_id,
                         "quotaDimensions": dimensions,
-                        "quotaValue": limit,
+                        "quotaValue": str(limit),
                     }
                 ],
             },

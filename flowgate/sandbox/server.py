@@ -33,9 +33,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--fixed-image", action="store_true", help="benchmark mode: one pre-rendered picture"
     )
+    parser.add_argument(
+        "--video-seconds", type=float, default=2.0, help="how long a Veo operation runs"
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    config = SandboxConfig(default_delay_ms=args.delay_ms, fixed_image=args.fixed_image)
+    config = SandboxConfig(
+        default_delay_ms=args.delay_ms,
+        fixed_image=args.fixed_image,
+        video_seconds=args.video_seconds,
+    )
     run(args.host, args.port, config, log_level=args.log_level)
 
 

@@ -17,7 +17,7 @@ from flowgate.domain.errors import (
     UpstreamError,
     UpstreamUnreachable,
 )
-from flowgate.providers.base import ImageProvider
+from flowgate.providers.base import Provider
 from flowgate.services.credentials import SecretBox, mask_secret
 from flowgate.services.users import Caller
 from flowgate.storage import accounts as account_rows
@@ -26,7 +26,7 @@ from flowgate.storage.models import Account
 log = logging.getLogger("flowgate.accounts")
 HEALTH_OK = "OK"
 
-ProviderFactory = Callable[[str, str, str | None], ImageProvider]
+ProviderFactory = Callable[[str, str, str | None], Provider]
 """(provider kind, api key, base url) → provider."""
 
 
@@ -52,7 +52,7 @@ class AccountService:
         self._sandbox_enabled = sandbox_enabled
         self._default_max_concurrency = default_max_concurrency
 
-    def provider_for(self, account: Account) -> ImageProvider:
+    def provider_for(self, account: Account) -> Provider:
         """The provider object for an account, with its decrypted key."""
         return self._provider_factory(
             account.provider, self._box.decrypt(account.secret_encrypted), account.base_url
@@ -154,10 +154,13 @@ class AccountService:
             view["models"] = list(account.models or [])
         return view
 
-    async def list_accounts(self, caller: Caller) -> dict[str, dict[str, Any]]:
-        """GET /accounts: a map keyed by full email."""
+    async def list_accounts(
+        self, caller: Caller, balance: int | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """GET /accounts: a map keyed by full email; each entry shows the user's credits."""
         async with self._sessions() as session:
             accounts = await account_rows.accounts_of(session, caller.user_id)
+        credits = {"credits": balance, "unlimited": balance is None}
         return {
             a.email: {
                 "created": _iso(a.created_at),
@@ -165,6 +168,7 @@ class AccountService:
                 "provider": a.provider,
                 "maxConcurrency": a.max_concurrency,
                 "tier": a.tier,
+                "credits": credits,
             }
             for a in accounts
         }

@@ -47,11 +47,12 @@ from flowgate.providers.base import (
 from flowgate.services import webhooks
 from flowgate.services.accounts import AccountService
 from flowgate.services.characters import CharacterService
+from flowgate.services.credits import CreditService
 from flowgate.services.jobs import JobService
 from flowgate.services.media import MediaService
 from flowgate.services.users import Caller
 from flowgate.storage import media_rows
-from flowgate.storage.models import Account, Media
+from flowgate.storage.models import Account, Job, Media
 
 log = logging.getLogger("flowgate.images")
 
@@ -86,6 +87,7 @@ class ImageService:
         jobs: JobService,
         media: MediaService,
         characters: CharacterService,
+        credits: CreditService,
         allow_private_webhooks: bool,
         max_upload_bytes: int,
         max_image_pixels: int,
@@ -96,6 +98,7 @@ class ImageService:
         self._jobs = jobs
         self._media = media
         self._characters = characters
+        self._credits = credits
         self._allow_private = allow_private_webhooks
         self._max_upload_bytes = max_upload_bytes
         self._max_image_pixels = max_image_pixels
@@ -145,9 +148,23 @@ class ImageService:
     # ------------------------------------------------------------------ generation
 
     async def generate(
-        self, caller: Caller, fields: Mapping[str, Any], *, form: bool
+        self, caller: Caller, fields: Mapping[str, Any], *, form: bool, job: Job | None = None
     ) -> dict[str, Any]:
-        """POST /images: validate, pick an account, call upstream, store, answer."""
+        """POST /images: validate, pick an account, call upstream, store, answer.
+
+        ``job`` is a job created ahead by another front door (task API); it ends ``failed``
+        with whatever error stops the work.
+        """
+        try:
+            return await self._generate(caller, fields, form=form, job=job)
+        except FlowgateError as exc:
+            if job is not None:
+                await self._jobs.fail(job, exc)
+            raise
+
+    async def _generate(
+        self, caller: Caller, fields: Mapping[str, Any], *, form: bool, job: Job | None
+    ) -> dict[str, Any]:
         spec = parse_image_request(fields, form=form)
         references = await self._load_references(caller, spec)
         if spec.reply_url:
@@ -162,17 +179,32 @@ class ImageService:
         base_seed = spec.seed if spec.seed is not None else secrets.randbelow(2**31 - 4)
         seeds = [base_seed + i for i in range(spec.count)]
 
-        lease = await self._picker.acquire(caller.user_id, model=model.name, email=spec.email)
+        unit_price = self._credits.price(model.name)
+        reserved = await self._credits.reserve(caller.user_id, unit_price * spec.count)
         try:
-            job = await self._jobs.create(
-                caller,
-                kind="image",
-                request={**self._echo(spec, references), "email": mask_email(lease.account.email)},
-                account_email=lease.account.email,
-                model=model.name,
-                reply_url=spec.reply_url,
-            )
-            await self._jobs.start(job)
+            lease = await self._picker.acquire(caller.user_id, model=model.name, email=spec.email)
+        except FlowgateError:
+            await self._credits.refund(caller.user_id, reserved)
+            raise
+        try:
+            if job is None:
+                job = await self._jobs.create(
+                    caller,
+                    kind="image",
+                    request={
+                        **self._echo(spec, references),
+                        "email": mask_email(lease.account.email),
+                    },
+                    account_email=lease.account.email,
+                    model=model.name,
+                    reply_url=spec.reply_url,
+                    internal={"reserved": reserved},
+                    start=True,
+                )
+            else:
+                job.internal = {**(job.internal or {}), "reserved": reserved}
+                await self._jobs.adopt(job, account_email=lease.account.email, model=model.name)
+                await self._jobs.start(job)
             # Without an explicit email, a quota or key failure is retried once elsewhere.
             retries_left = 0 if spec.email else 1
             tried: set[str] = set()
@@ -244,16 +276,20 @@ class ImageService:
                         )
                     )
                 response = {"media": media_entries}
-                await self._jobs.complete(job, response, session=session)
-            await self._jobs.record_event(
-                user_id=caller.user_id,
-                account_email=account.email,
-                kind="image",
-                model=model.name,
-                job_id=job.id,
-                http_status=200,
-                response_ms=elapsed_ms,
-            )
+                missing = spec.count - len(media_entries)
+                await self._jobs.record_event(
+                    user_id=caller.user_id,
+                    account_email=account.email,
+                    kind="image",
+                    model=model.name,
+                    job_id=job.id,
+                    http_status=200,
+                    response_ms=elapsed_ms,
+                    session=session,
+                )
+                await self._jobs.complete(
+                    job, response, session=session, refund=unit_price * missing
+                )
         finally:
             lease.release()
         return {"jobId": job.id, **self._media.refresh_links(response)}

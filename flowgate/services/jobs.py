@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flowgate.domain.errors import FlowgateError, Forbidden, Gone, NotFound
+from flowgate.domain.errors import FlowgateError, Forbidden, Gone, InvalidRequest, NotFound
 from flowgate.domain.ids import JobKind, new_job_id, parse_job_id
 from flowgate.services import webhooks
+from flowgate.services.credits import CreditService
 from flowgate.services.users import Caller
-from flowgate.storage.models import Job, JobEvent
+from flowgate.storage import listings
+from flowgate.storage.models import Job, JobEvent, Media, WebhookDelivery
 
 log = logging.getLogger("flowgate.jobs")
 
@@ -30,6 +33,44 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+JOB_STATUSES = ("created", "started", "completed", "failed")
+JOB_KINDS = ("image", "video")
+MAX_PAGE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class JobListing:
+    """A job as the dashboard shows it: the row, its outputs, and (detail only) deliveries."""
+
+    job: Job
+    media: list[Media]
+    deliveries: list[WebhookDelivery] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of :meth:`JobService.list_jobs`; ``next_before`` is None on the last page."""
+
+    items: list[JobListing]
+    next_before: str | None
+    models: list[str]
+
+
+def _choice(value: str | None, allowed: tuple[str, ...], name: str) -> str | None:
+    if not value:
+        return None
+    if value not in allowed:
+        raise InvalidRequest(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+    return value
+
+
+def page_size(limit: int) -> int:
+    """Check a page size: 1 to :data:`MAX_PAGE_SIZE`."""
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidRequest(f"limit must be 1-{MAX_PAGE_SIZE} (got {limit})")
+    return limit
+
+
 class JobService:
     """The one writer of job rows; each status change also enqueues its webhook."""
 
@@ -40,11 +81,19 @@ class JobService:
         retention: timedelta,
         refresh_urls: UrlRefresher,
         on_enqueue: Callable[[], None],
+        instance_id: str = "",
+        credits: CreditService | None = None,
     ) -> None:
         self._sessions = sessions
         self._retention = retention
         self._refresh_urls = refresh_urls
         self._on_enqueue = on_enqueue
+        self.instance_id = instance_id
+        self._credits = credits
+        self._payload_renderers: dict[str, Callable[[Job], dict[str, Any]]] = {}
+        # Serializes read-modify-write of stored responses on this instance (SQLite has no
+        # row locks; PostgreSQL also gets SELECT … FOR UPDATE in add_upscale).
+        self._response_lock = asyncio.Lock()
 
     def render(self, job: Job) -> dict[str, Any]:
         """The contract's job record (GET /jobs/{jobId}, webhook payloads)."""
@@ -65,15 +114,29 @@ class JobService:
         return record
 
     async def _webhook(self, session: AsyncSession, job: Job, event: str) -> None:
-        if job.reply_url:
-            await webhooks.enqueue(
-                session,
-                job_id=job.id,
-                user_id=job.user_id,
-                url=job.reply_url,
-                event=event,
-                payload=self.render(job),
-            )
+        if not job.reply_url:
+            return
+        front = (job.internal or {}).get("front")
+        renderer = self._payload_renderers.get(front) if front else None
+        if renderer is not None:
+            # Other front doors (task API) call back once, when the job ends.
+            if event not in ("completed", "failed"):
+                return
+            payload = renderer(job)
+        else:
+            payload = self.render(job)
+        await webhooks.enqueue(
+            session,
+            job_id=job.id,
+            user_id=job.user_id,
+            url=job.reply_url,
+            event=event,
+            payload=payload,
+        )
+
+    def add_payload_renderer(self, front: str, renderer: Callable[[Job], dict[str, Any]]) -> None:
+        """Webhook bodies for jobs of another front door (``internal["front"]``)."""
+        self._payload_renderers[front] = renderer
 
     async def create(
         self,
@@ -85,11 +148,18 @@ class JobService:
         model: str | None,
         reply_url: str | None,
         operation: str = "generate",
+        internal: dict[str, Any] | None = None,
+        start: bool = False,
     ) -> Job:
-        """A new job in ``created`` (webhook ``created``)."""
+        """A new job in ``created`` (webhook ``created``).
+
+        ``start`` writes it as ``started`` at once (the ``created`` webhook still says
+        ``created``): a sync image job starts right away, so this saves a commit.
+        """
         now = datetime.now(UTC)
         job = Job(
             id=new_job_id(kind, caller.user_id, account_email, now),
+            internal=internal,
             user_id=caller.user_id,
             kind=kind,
             operation=operation,
@@ -98,25 +168,45 @@ class JobService:
             model=model,
             request=request,
             reply_url=reply_url,
+            owner=self.instance_id,
             created_at=now,
             updated_at=now,
         )
         async with self._sessions.begin() as session:
-            session.add(job)
             await self._webhook(session, job, "created")
+            if start:
+                job.status, job.started_at = "started", now
+            session.add(job)
         self._notify(job)
         return job
 
-    async def start(self, job: Job) -> None:
-        """``created`` → ``started`` (no webhook for images; the contract posts none)."""
+    async def start(self, job: Job, *, webhook: bool = False) -> None:
+        """``created`` → ``started``; video jobs post a ``started`` webhook, images none."""
         now = datetime.now(UTC)
+        job.status, job.started_at, job.updated_at = "started", now, now
         async with self._sessions.begin() as session:
             await session.execute(
                 update(Job)
                 .where(Job.id == job.id)
                 .values(status="started", started_at=now, updated_at=now)
             )
-        job.status, job.started_at, job.updated_at = "started", now, now
+            if webhook:
+                await self._webhook(session, job, "started")
+        if webhook:
+            self._notify(job)
+
+    async def set_internal(
+        self, job: Job, internal: dict[str, Any], response: dict[str, Any]
+    ) -> None:
+        """Store what a poller needs to resume, and the response so far."""
+        now = datetime.now(UTC)
+        job.internal, job.response, job.updated_at = internal, response, now
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job.id)
+                .values(internal=internal, response=response, updated_at=now)
+            )
 
     async def reassign(self, job: Job, account_email: str) -> None:
         """The job moved to another account (retry after a quota failure)."""
@@ -129,31 +219,82 @@ class JobService:
             )
         job.account_email, job.updated_at = account_email, now
 
+    async def adopt(self, job: Job, *, account_email: str, model: str) -> None:
+        """A job created ahead (task API) gets the account and model that run it."""
+        now = datetime.now(UTC)
+        job.account_email, job.model, job.updated_at = account_email, model, now
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job.id)
+                .values(
+                    account_email=account_email, model=model, updated_at=now, internal=job.internal
+                )
+            )
+
     async def complete(
-        self, job: Job, response: dict[str, Any], *, session: AsyncSession | None = None
+        self,
+        job: Job,
+        response: dict[str, Any],
+        *,
+        session: AsyncSession | None = None,
+        refund: int = 0,
     ) -> None:
-        """``completed`` with ``response``; pass ``session`` to commit with the outputs."""
+        """``completed`` with ``response``; pass ``session`` to commit with the outputs.
+
+        ``refund`` gives back the part of the credit reservation that bought nothing
+        (e.g. 3 of 4 images came back).
+        """
         now = datetime.now(UTC)
         job.status, job.response, job.updated_at, job.finished_at = "completed", response, now, now
         job.code = 200
+        await self._settle(job, refund)
         await self._finish(job, "completed", session)
 
     async def fail(self, job: Job, error: FlowgateError) -> None:
-        """``failed`` with the error, as the contract's failed record: ``API error: N``."""
+        """``failed`` with the error, as the contract's failed record: ``API error: N``.
+
+        Failures are never charged: the job's credit reservation is given back.
+        """
+        if job.status in ("completed", "failed"):
+            return
         now = datetime.now(UTC)
         job.status, job.updated_at, job.finished_at = "failed", now, now
         job.code = error.status
         job.error = f"API error: {error.status}"
         job.response = error.body()
+        await self._settle(job, int((job.internal or {}).get("reserved", 0)))
         await self._finish(job, "failed", None)
 
+    async def _settle(self, job: Job, refund: int) -> None:
+        reserved = int((job.internal or {}).get("reserved", 0))
+        refund = min(refund, reserved)
+        if refund <= 0 or self._credits is None:
+            return
+        await self._credits.refund(job.user_id, refund)
+        job.internal = {**(job.internal or {}), "reserved": reserved - refund}
+
     async def _finish(self, job: Job, event: str, session: AsyncSession | None) -> None:
+        # A plain UPDATE of the changed columns: no SELECT first, unlike session.merge.
+        statement = (
+            update(Job)
+            .where(Job.id == job.id)
+            .values(
+                status=job.status,
+                response=job.response,
+                error=job.error,
+                code=job.code,
+                internal=job.internal,
+                updated_at=job.updated_at,
+                finished_at=job.finished_at,
+            )
+        )
         if session is not None:
-            await session.merge(job)
+            await session.execute(statement)
             await self._webhook(session, job, event)
         else:
             async with self._sessions.begin() as own:
-                await own.merge(job)
+                await own.execute(statement)
                 await self._webhook(own, job, event)
         self._notify(job)
 
@@ -171,21 +312,47 @@ class JobService:
         job_id: str,
         http_status: int,
         response_ms: int,
+        session: AsyncSession | None = None,
     ) -> None:
-        """One finished upstream attempt, for the 15-minute statistics."""
-        async with self._sessions.begin() as session:
-            session.add(
-                JobEvent(
-                    user_id=user_id,
-                    account_email=account_email,
-                    kind=kind,
-                    model=model,
-                    job_id=job_id,
-                    http_status=http_status,
-                    response_ms=response_ms,
-                    finished_at=datetime.now(UTC),
-                )
-            )
+        """One finished upstream attempt, for the 15-minute statistics.
+
+        Pass ``session`` to write it in the caller's transaction (one commit less).
+        """
+        event = JobEvent(
+            user_id=user_id,
+            account_email=account_email,
+            kind=kind,
+            model=model,
+            job_id=job_id,
+            http_status=http_status,
+            response_ms=response_ms,
+            finished_at=datetime.now(UTC),
+        )
+        if session is not None:
+            session.add(event)
+            return
+        async with self._sessions.begin() as own:
+            own.add(event)
+
+    async def add_upscale(self, job_id: str, entry: dict[str, Any]) -> bool:
+        """List an upscale result on the job that made its source (``response["upscales"]``).
+
+        An entry with the same ``mediaGenerationId`` is replaced. False when the job is
+        gone or purged. The record's status and ``updated`` are left as they are.
+        """
+        async with self._response_lock, self._sessions.begin() as session:
+            job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+            if job is None or job.purged:
+                return False
+            response = dict(job.response or {})
+            upscales = [
+                item
+                for item in response.get("upscales") or []
+                if item.get("mediaGenerationId") != entry.get("mediaGenerationId")
+            ]
+            response["upscales"] = [*upscales, entry]
+            job.response = response  # a new object, so the JSON column is written
+        return True
 
     async def get(self, caller: Caller, job_id: str) -> dict[str, Any]:
         """GET /jobs/{jobId}: 400 malformed, 403 foreign, 404 unknown, 410 expired."""
@@ -211,31 +378,11 @@ class JobService:
             )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    async def fail_abandoned(self, older_than: timedelta) -> int:
-        """Sync jobs left ``created``/``started`` by a crash end ``failed`` with a reason."""
-        cutoff = datetime.now(UTC) - older_than
-        async with self._sessions() as session:
-            stale = (
-                await session.scalars(
-                    select(Job).where(
-                        Job.status.in_(("created", "started")),
-                        Job.kind == "image",
-                        Job.updated_at < cutoff,
-                    )
-                )
-            ).all()
-        for job in stale:
-            await self.fail(job, _Interrupted())
-        return len(stale)
-
-    async def run_maintenance(
-        self, interval_seconds: float, *, abandoned_after: timedelta, stop: asyncio.Event
-    ) -> None:
-        """Background loop: purge expired records, fail sync jobs nobody is running."""
+    async def run_maintenance(self, interval_seconds: float, stop: asyncio.Event) -> None:
+        """Background loop: purge expired records."""
         while not stop.is_set():
             try:
                 await self.purge_expired()
-                await self.fail_abandoned(abandoned_after)
             except Exception:
                 log.exception("job maintenance failed")
             try:
@@ -243,11 +390,74 @@ class JobService:
             except TimeoutError:
                 pass
 
+    async def list_jobs(
+        self,
+        caller: Caller,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> JobPage:
+        """The caller's jobs, newest first, with their outputs (expired records left out).
 
-class _Interrupted(FlowgateError):
-    status = 500
+        ``before`` is the last job id of the previous page; bad filters are 400.
+        """
+        status = _choice(status, JOB_STATUSES, "status")
+        kind = _choice(kind, JOB_KINDS, "type")
+        limit = page_size(limit)
+        async with self._sessions() as session:
+            anchor = None
+            if before:
+                anchor = await listings.job_of_user(session, caller.user_id, before)
+                if anchor is None:
+                    raise InvalidRequest("before must be the id of one of your jobs")
+            rows = await listings.jobs_page(
+                session,
+                caller.user_id,
+                status=status,
+                kind=kind,
+                model=model or None,
+                limit=limit + 1,
+                before=anchor,
+            )
+            more = len(rows) > limit
+            rows = rows[:limit]
+            outputs = await self._outputs(session, caller, rows)
+            models = await listings.job_models(session, caller.user_id)
+        items = [JobListing(job, outputs.get(job.id, [])) for job in rows]
+        return JobPage(items, rows[-1].id if more else None, models)
 
-    def __init__(self) -> None:
-        super().__init__(
-            "flowgate stopped while this job ran; it was not completed. Send the request again."
-        )
+    @staticmethod
+    async def _outputs(
+        session: AsyncSession, caller: Caller, jobs: list[Job]
+    ) -> dict[str, list[Media]]:
+        """Each job's media: rows made by it, and the result an upscale job names."""
+        outputs = await listings.media_of_jobs(session, caller.user_id, [j.id for j in jobs])
+        # An upscale's result is kept on its source's job; the upscale job names it.
+        named = {
+            job.id: str(job.response["upscale"]["mediaGenerationId"]).rsplit(":", 1)[-1]
+            for job in jobs
+            if isinstance(job.response, dict)
+            and isinstance(job.response.get("upscale"), dict)
+            and job.response["upscale"].get("mediaGenerationId")
+        }
+        found = {
+            m.id: m
+            for m in await listings.media_by_ids(session, caller.user_id, list(named.values()))
+        }
+        for job_id, media_id in named.items():
+            if media_id in found:
+                outputs.setdefault(job_id, []).append(found[media_id])
+        return outputs
+
+    async def job_listing(self, caller: Caller, job_id: str) -> JobListing:
+        """One of the caller's jobs with outputs and webhook deliveries; 404 otherwise."""
+        async with self._sessions() as session:
+            job = await listings.job_of_user(session, caller.user_id, job_id)
+            if job is None:
+                raise NotFound("Job not found")
+            outputs = await self._outputs(session, caller, [job])
+            deliveries = await listings.deliveries_of_job(session, caller.user_id, job.id)
+        return JobListing(job, outputs.get(job.id, []), deliveries)

@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flowgate.domain.errors import Forbidden, NotFound
+from flowgate.domain.errors import Forbidden, InvalidRequest, NotFound
 from flowgate.domain.ids import is_internal_media_id, new_media_id
 from flowgate.domain.signing import signature_valid, signed_media_url
-from flowgate.storage import media_rows
+from flowgate.services.users import Caller
+from flowgate.storage import listings, media_rows
 from flowgate.storage.media_store import MediaStore
 from flowgate.storage.models import Media
 
@@ -25,6 +26,17 @@ class Download:
     mime: str
     filename: str
 
+
+@dataclass(frozen=True)
+class MediaPage:
+    """One page of :meth:`MediaService.list_media`; ``next_before`` is None on the last page."""
+
+    items: list[Media]
+    next_before: str | None
+
+
+MEDIA_KINDS = ("image", "video")
+MAX_MEDIA_PAGE = 200
 
 _EXTENSIONS = {
     "image/png": "png",
@@ -68,11 +80,12 @@ class MediaService:
         model: str | None = None,
         job_id: str | None = None,
         extra: dict[str, Any] | None = None,
+        media_id: str | None = None,
     ) -> Media:
         """Write the bytes durably, then add the row to ``session`` (committed by the caller)."""
         digest = await self.store.put(data)
         row = Media(
-            id=new_media_id(),
+            id=media_id or new_media_id(),
             user_id=user_id,
             account_email=account_email,
             kind=kind,
@@ -108,6 +121,8 @@ class MediaService:
             media_id = copy["mediaGenerationId"].rsplit(":", 1)[-1]
             if is_internal_media_id(media_id):
                 copy["fifeUrl"] = self.signed_url(media_id)
+                if "servingBaseUri" in copy:  # a video: its first-frame JPEG
+                    copy["servingBaseUri"] = self.signed_url(f"{media_id}-thumb")
         return copy
 
     async def owned(self, user_id: int, media_id: str) -> Media:
@@ -129,6 +144,36 @@ class MediaService:
         async with self._sessions() as session:
             row = await media_rows.media_by_id(session, media_id)
         if row is None or not self.store.exists(row.sha256):
+            raise NotFound("media not found")
+        ext = _EXTENSIONS.get(row.mime, "bin")
+        return Download(self.store.path_for(row.sha256), row.mime, f"{media_id}.{ext}")
+
+    async def list_media(
+        self,
+        caller: Caller,
+        *,
+        kind: str | None = None,
+        limit: int = 60,
+        before: str | None = None,
+    ) -> MediaPage:
+        """The caller's uploads and outputs, newest first; ``before`` is the last id shown."""
+        if kind and kind not in MEDIA_KINDS:
+            raise InvalidRequest(f"kind must be image or video (got {kind!r})")
+        if not 1 <= limit <= MAX_MEDIA_PAGE:
+            raise InvalidRequest(f"limit must be 1-{MAX_MEDIA_PAGE} (got {limit})")
+        anchor = await self.owned(caller.user_id, before) if before else None
+        async with self._sessions() as session:
+            rows = await listings.media_page(
+                session, caller.user_id, kind=kind or None, limit=limit + 1, before=anchor
+            )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return MediaPage(rows, rows[-1].id if more else None)
+
+    async def owned_download(self, caller: Caller, media_id: str) -> Download:
+        """The caller's own file without a signed link (the dashboard's session is the proof)."""
+        row = await self.owned(caller.user_id, media_id)
+        if not self.store.exists(row.sha256):
             raise NotFound("media not found")
         ext = _EXTENSIONS.get(row.mime, "bin")
         return Download(self.store.path_for(row.sha256), row.mime, f"{media_id}.{ext}")

@@ -111,7 +111,11 @@ class Media(Base):
     """Metadata of a stored file (upload or output). Bytes live in the media store by hash."""
 
     __tablename__ = "media"
-    __table_args__ = (Index("ix_media_user_created", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_media_user_created", "user_id", "created_at"),
+        # One stored upscale per (source image, resolution); NULLs (other media) never clash.
+        Index("uq_media_upscale", "upscale_of", "upscale_resolution", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -126,6 +130,9 @@ class Media(Base):
     model: Mapped[str | None] = mapped_column(String(64), nullable=True)
     job_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Set on upscale results (POST /images/upscale): the source media id and "2k" | "4k".
+    upscale_of: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    upscale_resolution: Mapped[str | None] = mapped_column(String(8), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -152,6 +159,10 @@ class Job(Base):
     code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reply_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     purged: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The instance driving the job; another one takes over when its heartbeat goes stale.
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # What a poller needs to resume (upstream operation names, seeds, account); never shown.
+    internal: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -235,3 +246,13 @@ class QuarantineEntry(Base):
     reason: Mapped[str] = mapped_column(String(80))
     until: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Instance(Base):
+    """A running flowgate process; its heartbeat tells others whether its jobs are orphaned."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -54,7 +54,8 @@ async def add_account(request: Request, runtime: RuntimeDep, caller: CallerDep) 
 @router.get("/accounts", summary="List accounts, keyed by email")
 async def list_accounts(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """``{}`` when the caller has none."""
-    return await runtime.accounts.list_accounts(caller)
+    balance = await runtime.credits.balance(caller.user_id)
+    return await runtime.accounts.list_accounts(caller, balance)
 
 
 @router.api_route(
@@ -78,7 +79,11 @@ async def captcha_stats(caller: CallerDep) -> None:
 async def get_account(email: str, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """404 ``Google Flow account X not found`` when unknown or not the caller's."""
     account = await runtime.accounts.get_account(caller, email)
-    return runtime.accounts.render(account, with_models=True)
+    balance = await runtime.credits.balance(caller.user_id)
+    return {
+        **runtime.accounts.render(account, with_models=True),
+        "credits": {"credits": balance, "unlimited": balance is None},
+    }
 
 
 @router.delete("/accounts/{email}", summary="Delete an account")

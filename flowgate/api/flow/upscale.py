@@ -1,0 +1,48 @@
+"""/v1/google-flow/images/upscale (contract §5 C2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from flowgate.api.body import read_fields
+from flowgate.api.deps import CallerDep, RuntimeDep
+from flowgate.domain.errors import InvalidRequest
+
+router = APIRouter(tags=["images"])
+
+_UPSCALE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["mediaGenerationId"],
+                    "properties": {
+                        "mediaGenerationId": {"type": "string"},
+                        "resolution": {"type": "string", "enum": ["2k", "4k"], "default": "2k"},
+                        "captchaToken": {"type": "string"},
+                        "captchaRetry": {"type": "integer", "minimum": 1, "maximum": 10},
+                        "captchaOrder": {"type": "string"},
+                    },
+                }
+            },
+            "multipart/form-data": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+@router.post("/images/upscale", openapi_extra=_UPSCALE_BODY, summary="Upscale an image to 2K/4K")
+async def upscale_image(request: Request, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    """JSON or multipart/form-data; answers ``encodedImage`` (base64 JPEG), ``upscaler``, id."""
+    fields, files = await read_fields(request, runtime.settings.max_json_bytes)
+    if files:
+        raise InvalidRequest(
+            f"file field(s) {', '.join(sorted(files))} not accepted here: send the "
+            "mediaGenerationId of an image made by POST /images"
+        )
+    form = not request.headers.get("content-type", "").startswith("application/json")
+    return await runtime.upscale.upscale(caller, fields, form=form)

@@ -1,0 +1,85 @@
+"""The task API of seed 003: ``x-api-key`` auth and ``{"code", "message", "data"}`` bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from flowgate.api.body import read_fields
+from flowgate.api.deps import RuntimeDep, get_runtime
+from flowgate.domain.errors import FlowgateError, InvalidRequest, Unauthorized
+from flowgate.services.users import Caller
+
+# flowgate's statuses in the seed's code vocabulary (400 validation → 422).
+_CODES = {400: 422, 401: 401, 402: 402, 403: 404, 404: 404, 408: 500, 410: 404, 429: 429}
+
+
+def task_error(exc: FlowgateError) -> JSONResponse:
+    """``{"code", "message", "data": null}`` with the HTTP status equal to ``code``."""
+    code = _CODES.get(exc.status, 500)
+    return JSONResponse(
+        {"code": code, "message": exc.message, "data": None},
+        status_code=code,
+        headers=exc.headers(),
+    )
+
+
+def ok(data: Any) -> dict[str, Any]:
+    """A success body."""
+    return {"code": 200, "message": "success", "data": data}
+
+
+class TaskRoute(APIRoute):
+    """Routes whose errors use the task API's envelope."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except FlowgateError as exc:
+                return task_error(exc)
+            except RequestValidationError as exc:
+                return task_error(InvalidRequest(str(exc.errors()[:1])))
+
+        return wrapped
+
+
+async def task_caller(
+    request: Request, x_api_key: Annotated[str | None, Header()] = None
+) -> Caller:
+    """The user behind ``x-api-key`` (a flowgate API token)."""
+    if not x_api_key:
+        raise Unauthorized()
+    return await get_runtime(request).users.authenticate(f"Bearer {x_api_key}")
+
+
+TaskCaller = Annotated[Caller, Depends(task_caller)]
+router = APIRouter(prefix="/api/v1/client", tags=["tasks"], route_class=TaskRoute)
+
+
+@router.post("/job/CreateTask", summary="Create an image task")
+async def create_task(request: Request, runtime: RuntimeDep, caller: TaskCaller) -> dict[str, Any]:
+    """``{model, input: {prompt, aspect_ratio, output_format, image_urls}, callback_url}``."""
+    fields, _ = await read_fields(request, runtime.settings.max_json_bytes)
+    return ok(await runtime.task_api.create(caller, fields))
+
+
+@router.get("/job/TaskInfo", summary="A task's status and result")
+async def task_info(
+    runtime: RuntimeDep, caller: TaskCaller, task_id: str | None = None
+) -> dict[str, Any]:
+    """Statuses pending | running | success | failed; ``result.media_urls`` when done."""
+    return ok(await runtime.task_api.info(caller, task_id))
+
+
+@router.get("/account/balance", summary="The credit balance")
+async def balance(runtime: RuntimeDep, caller: TaskCaller) -> dict[str, Any]:
+    """``{"balance": N}``; ``null`` with ``unlimited: true`` when no balance is set."""
+    return ok(await runtime.task_api.balance(caller))

@@ -315,3 +315,28 @@ def test_client_imports_no_server_code() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_client_videos(gateway) -> None:
+    from flowgate.client import Client, VideoRequest
+
+    with Client(gateway.base_url, token=gateway.token) as client:
+        result = client.generate_videos(VideoRequest(prompt="client clip", duration=4, count=1))
+        (video,) = result.videos
+        assert video.model == "veo_3_1_t2v"
+        assert client.download(video.fife_url).content_type == "video/mp4"
+        job = client.start_videos(VideoRequest(prompt="async clip", duration=4))
+        assert job.status == "created"
+        done = client.wait_for_job(job.jobid, timeout=60)
+        assert done.status == "completed"
+        gif = client.video_gif(video.media_generation_id)
+        assert gif.encoded_gif
+        joined = client.concatenate_videos(
+            [
+                {"mediaGenerationId": video.media_generation_id},
+                {"mediaGenerationId": video.media_generation_id, "trimStart": 1},
+            ]
+        )
+        assert joined.inputs_count == 2
+        upscaled = client.upscale_video(video.media_generation_id)
+        assert upscaled.videos[0].model == "veo_3_1_upsampler_1080p"

@@ -146,8 +146,14 @@ def test_validate_model_map() -> None:
     }
     with pytest.raises(InvalidRequest, match="modelMap must be an object"):
         validate_model_map(["imagen-4"])
-    with pytest.raises(InvalidRequest, match="not supported"):
-        validate_model_map({"flux": "flux-dev"})
+    # A name the catalogue does not know is a newer upstream model the account maps.
+    assert validate_model_map({"veo-next": "veo-4.0-generate-preview"}) == {
+        "veo-next": "veo-4.0-generate-preview"
+    }
+    with pytest.raises(InvalidRequest, match="must be a model name"):
+        validate_model_map({"Flux Dev!": "flux-dev"})
+    with pytest.raises(InvalidRequest, match=r"modelMap\['veo-next'\]"):
+        validate_model_map({"veo-next": "has space"})
     with pytest.raises(InvalidRequest, match=r"modelMap\['imagen-4'\].*imagen-4.0-generate-001"):
         validate_model_map({"imagen-4": "has space"})
     with pytest.raises(InvalidRequest, match=r"modelMap\['veo-3.1-fast'\]"):

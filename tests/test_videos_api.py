@@ -312,3 +312,17 @@ def test_video_upscale_and_cached_repeat(gateway: Gateway) -> None:
             "/v1/google-flow/videos/upscale", json={"mediaGenerationId": source, "resolution": "8k"}
         )
         assert bad.status_code == 400
+
+
+def test_model_map_admits_a_newer_video_model(gateway: Gateway) -> None:
+    token, _ = user_with_sandbox(gateway, modelMap={"veo-next": "veo-3.1-lite-generate-preview"})
+    with gateway.client(token) as client:
+        body = make_video(client, "new model", model="veo-next")
+        assert body["operations"][0]["status"] == "MEDIA_GENERATION_STATUS_SUCCESSFUL"
+        job = client.get(f"/v1/google-flow/jobs/{body['jobId']}").json()
+        assert job["request"]["model"] == "veo-next"
+        calls = httpx.get(f"{gateway.base_url}/sandbox/gemini/_sandbox/calls").json()["calls"]
+        assert any(c["model"] == "veo-3.1-lite-generate-preview" for c in calls)
+        unknown = client.post(VIDEOS, json={"prompt": "x", "model": "veo-unmapped"})
+        assert unknown.status_code == 400
+        assert "veo-3.1-fast" in unknown.json()["error"] and "modelMap" in unknown.json()["error"]

@@ -23,6 +23,7 @@ from flowgate.domain.catalogue import upstream_model_id
 from flowgate.domain.errors import (
     AccountNotFound,
     Busy,
+    InvalidRequest,
     NoEligibleAccount,
     NotFound,
     SkipReason,
@@ -66,9 +67,13 @@ def supports_model(account: Account, model: str) -> bool:
 
     An account whose model list is unknown (never checked) is assumed able.
     """
+    try:
+        upstream = upstream_model_id(model, account.model_map)
+    except InvalidRequest:
+        return False  # a model name only other accounts map
     if not account.models:
         return True
-    return upstream_model_id(model, account.model_map) in account.models
+    return upstream in account.models
 
 
 @dataclass
@@ -186,8 +191,12 @@ class AccountPicker:
     ) -> Lease:
         """Take a slot on the explicit account, or on the best eligible one."""
         if email is not None:
-            async with self._sessions() as session:
-                account = await account_rows.account_by_email(session, user_id, email.lower())
+            wanted = email.lower()
+            snap = await self._snapshot(user_id)
+            account = next((a for a in snap.accounts if a.email == wanted), None)
+            if account is None:  # added less than a second ago, or unknown
+                async with self._sessions() as session:
+                    account = await account_rows.account_by_email(session, user_id, wanted)
             if account is None:
                 raise AccountNotFound(email)
             return await self._take_explicit(account)

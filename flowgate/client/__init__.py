@@ -29,6 +29,7 @@ from flowgate.client.models import (
     Character,
     Download,
     GeneratedImage,
+    GeneratedVideo,
     ImageRequest,
     ImageResult,
     Job,
@@ -36,6 +37,8 @@ from flowgate.client.models import (
     Message,
     SavedAccount,
     UpscaleResult,
+    VideoRequest,
+    VideoResult,
     WebhookSecret,
 )
 
@@ -54,6 +57,7 @@ __all__ = [
     "FlowgateClientError",
     "FlowgateConnectionError",
     "GeneratedImage",
+    "GeneratedVideo",
     "ImageRequest",
     "ImageResult",
     "Job",
@@ -62,6 +66,8 @@ __all__ = [
     "SavedAccount",
     "SkipReason",
     "UpscaleResult",
+    "VideoRequest",
+    "VideoResult",
     "WebhookSecret",
     "api_base_url",
 ]

@@ -24,6 +24,8 @@ from flowgate.client.models import (
     Character,
     CharacterCreate,
     CharacterList,
+    ConcatenateResult,
+    GifResult,
     ImageRequest,
     ImageResult,
     Job,
@@ -33,6 +35,8 @@ from flowgate.client.models import (
     UpscaleRequest,
     UpscaleResolution,
     UpscaleResult,
+    VideoRequest,
+    VideoResult,
     WebhookSecret,
 )
 
@@ -123,6 +127,57 @@ def upscale_image(
     """``POST /images/upscale``: 2k (default) or 4k of a nano-banana image."""
     body = UpscaleRequest(media_generation_id=media_generation_id, resolution=resolution)
     return ApiCall("POST", "/images/upscale", _model(UpscaleResult), json=body.to_body())
+
+
+# ------------------------------------------------------------------------------ videos
+
+
+def _video_body(request: VideoRequest | Mapping[str, Any]) -> dict[str, Any]:
+    return request.to_body() if isinstance(request, VideoRequest) else dict(request)
+
+
+def generate_videos(request: VideoRequest | Mapping[str, Any]) -> ApiCall[VideoResult]:
+    """``POST /videos``, sync: answers when the clips are stored (408 past the limit)."""
+    body = {k: v for k, v in _video_body(request).items() if k != "async"}
+    return ApiCall("POST", "/videos", _model(VideoResult), json=body)
+
+
+def start_videos(request: VideoRequest | Mapping[str, Any]) -> ApiCall[Job]:
+    """``POST /videos`` with ``async: true``: the job record at once (201)."""
+    return ApiCall("POST", "/videos", _model(Job), json={**_video_body(request), "async": True})
+
+
+def extend_video(media_generation_id: str, prompt: str, **options: Any) -> ApiCall[VideoResult]:
+    """``POST /videos/extend`` (sync): ``model``, ``count``, ``seed`` … as keyword options."""
+    body = {"mediaGenerationId": media_generation_id, "prompt": prompt, **options}
+    return ApiCall("POST", "/videos/extend", _model(VideoResult), json=body)
+
+
+def concatenate_videos(media: list[Mapping[str, Any]]) -> ApiCall[ConcatenateResult]:
+    """``POST /videos/concatenate``: ``[{mediaGenerationId, trimStart, trimEnd}, …]``."""
+    return ApiCall(
+        "POST",
+        "/videos/concatenate",
+        _model(ConcatenateResult),
+        json={"media": [dict(m) for m in media]},
+    )
+
+
+def video_gif(media_generation_id: str) -> ApiCall[GifResult]:
+    """``POST /videos/gif``."""
+    return ApiCall(
+        "POST", "/videos/gif", _model(GifResult), json={"mediaGenerationId": media_generation_id}
+    )
+
+
+def upscale_video(media_generation_id: str, resolution: str = "1080p") -> ApiCall[VideoResult]:
+    """``POST /videos/upscale`` (sync): ``1080p`` or ``4K``."""
+    return ApiCall(
+        "POST",
+        "/videos/upscale",
+        _model(VideoResult),
+        json={"mediaGenerationId": media_generation_id, "resolution": resolution},
+    )
 
 
 # ------------------------------------------------------------------------------ jobs

@@ -28,7 +28,9 @@ from flowgate.client.models import (
     AccountSummary,
     AssetUpload,
     Character,
+    ConcatenateResult,
     Download,
+    GifResult,
     ImageRequest,
     ImageResult,
     Job,
@@ -37,6 +39,8 @@ from flowgate.client.models import (
     SavedAccount,
     UpscaleResolution,
     UpscaleResult,
+    VideoRequest,
+    VideoResult,
     WebhookSecret,
 )
 
@@ -203,6 +207,31 @@ class Client(_Base):
             content_type=response.headers.get("content-type", "application/octet-stream"),
         )
 
+    # -- videos
+    def generate_videos(self, request: VideoRequest | Mapping[str, Any]) -> VideoResult:
+        """``POST /videos`` (sync)."""
+        return self.call(endpoints.generate_videos(request))
+
+    def start_videos(self, request: VideoRequest | Mapping[str, Any]) -> Job:
+        """``POST /videos`` with ``async: true``: the job record; poll with ``wait_for_job``."""
+        return self.call(endpoints.start_videos(request))
+
+    def extend_video(self, media_generation_id: str, prompt: str, **options: Any) -> VideoResult:
+        """``POST /videos/extend`` (sync)."""
+        return self.call(endpoints.extend_video(media_generation_id, prompt, **options))
+
+    def concatenate_videos(self, media: list[Mapping[str, Any]]) -> ConcatenateResult:
+        """``POST /videos/concatenate``."""
+        return self.call(endpoints.concatenate_videos(media))
+
+    def video_gif(self, media_generation_id: str) -> GifResult:
+        """``POST /videos/gif``."""
+        return self.call(endpoints.video_gif(media_generation_id))
+
+    def upscale_video(self, media_generation_id: str, resolution: str = "1080p") -> VideoResult:
+        """``POST /videos/upscale`` (sync)."""
+        return self.call(endpoints.upscale_video(media_generation_id, resolution))
+
     # -- jobs
     def get_job(self, job_id: str) -> Job:
         """``GET /jobs/{jobId}``."""
@@ -346,6 +375,35 @@ class AsyncClient(_Base):
             data=response.content,
             content_type=response.headers.get("content-type", "application/octet-stream"),
         )
+
+    # -- videos
+    async def generate_videos(self, request: VideoRequest | Mapping[str, Any]) -> VideoResult:
+        """``POST /videos`` (sync)."""
+        return await self.call(endpoints.generate_videos(request))
+
+    async def start_videos(self, request: VideoRequest | Mapping[str, Any]) -> Job:
+        """``POST /videos`` with ``async: true``: the job record; poll with ``wait_for_job``."""
+        return await self.call(endpoints.start_videos(request))
+
+    async def extend_video(
+        self, media_generation_id: str, prompt: str, **options: Any
+    ) -> VideoResult:
+        """``POST /videos/extend`` (sync)."""
+        return await self.call(endpoints.extend_video(media_generation_id, prompt, **options))
+
+    async def concatenate_videos(self, media: list[Mapping[str, Any]]) -> ConcatenateResult:
+        """``POST /videos/concatenate``."""
+        return await self.call(endpoints.concatenate_videos(media))
+
+    async def video_gif(self, media_generation_id: str) -> GifResult:
+        """``POST /videos/gif``."""
+        return await self.call(endpoints.video_gif(media_generation_id))
+
+    async def upscale_video(
+        self, media_generation_id: str, resolution: str = "1080p"
+    ) -> VideoResult:
+        """``POST /videos/upscale`` (sync)."""
+        return await self.call(endpoints.upscale_video(media_generation_id, resolution))
 
     # -- jobs
     async def get_job(self, job_id: str) -> Job:

@@ -307,3 +307,78 @@ class Download(BaseModel):
 
     data: bytes
     content_type: str
+
+
+# ------------------------------------------------------------------------------ videos
+
+
+class VideoRequest(RequestModel):
+    """``POST /videos`` (see docs/videos.md). ``async_`` is sent as ``async``."""
+
+    prompt: str
+    model: str | None = None
+    aspect_ratio: str | None = None
+    duration: int | None = None
+    count: int | None = None
+    seed: int | None = None
+    start_image: str | None = None
+    end_image: str | None = None
+    reference_images: list[str] = Field(default_factory=list)
+    email: str | None = None
+    reply_url: str | None = None
+    reply_ref: str | None = None
+    async_: bool | None = Field(default=None, alias="async")
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body, with ``referenceImage_N`` keys."""
+        body = self.model_dump(
+            by_alias=True, exclude_none=True, exclude={"reference_images"}, mode="json"
+        )
+        for number, value in enumerate(self.reference_images, start=1):
+            body[f"referenceImage_{number}"] = value
+        return body
+
+
+class GeneratedVideo(ResponseModel):
+    """``operations[].operation.metadata.video``: one output clip."""
+
+    media_generation_id: str
+    fife_url: str = ""
+    serving_base_uri: str = ""
+    seed: int | None = None
+    prompt: str | None = None
+    model: str | None = None
+    aspect_ratio: str | None = None
+
+
+class VideoResult(ResponseModel):
+    """The 200 body of POST /videos, /videos/extend and /videos/upscale."""
+
+    job_id: str
+    operations: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def videos(self) -> list[GeneratedVideo]:
+        """The successful clips."""
+        return [
+            GeneratedVideo.model_validate(op["operation"]["metadata"]["video"])
+            for op in self.operations
+            if op.get("status") == "MEDIA_GENERATION_STATUS_SUCCESSFUL"
+            and "metadata" in op.get("operation", {})
+        ]
+
+
+class ConcatenateResult(ResponseModel):
+    """``POST /videos/concatenate``."""
+
+    job_id: str
+    status: str
+    inputs_count: int
+    encoded_video: str
+    media_generation_id: str | None = None
+
+
+class GifResult(ResponseModel):
+    """``POST /videos/gif``."""
+
+    encoded_gif: str

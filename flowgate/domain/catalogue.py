@@ -18,6 +18,7 @@ Two kinds of limits live here and must not be confused:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -270,7 +271,7 @@ def resolve_video_model(name: str) -> VideoModel:
         raise InvalidRequest(f"model '{name}' is not offered by flowgate: {hint}")
     raise InvalidRequest(
         f"model '{name}' is not supported{_model_name_hint(key)}; "
-        f"send one of: {', '.join(VIDEO_MODELS)}"
+        f"send one of: {', '.join(VIDEO_MODELS)} (or a model an account maps in modelMap)"
     )
 
 
@@ -311,8 +312,13 @@ def upstream_model_id(flowgate_model: str, model_map: Mapping[str, str] | None) 
     """The upstream model id for ``flowgate_model`` on an account with ``model_map``.
 
     An account's ``modelMap`` entry (keyed by canonical name, or by the alias
-    as given) overrides the catalogue's default id.
+    as given) overrides the catalogue's default id. A name the catalogue does not
+    know (a newer upstream model) resolves only through ``model_map``.
     """
+    if model_map and flowgate_model not in IMAGE_MODELS and flowgate_model not in VIDEO_MODELS:
+        custom = model_map.get(flowgate_model)
+        if isinstance(custom, str) and custom.strip():
+            return custom.strip()
     key = _canonical_model_name(flowgate_model)
     if model_map:
         for candidate in (key, flowgate_model):
@@ -323,6 +329,19 @@ def upstream_model_id(flowgate_model: str, model_map: Mapping[str, str] | None) 
 
 
 _MAX_UPSTREAM_ID_LENGTH = 200
+_CUSTOM_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def _custom_or_canonical(name: str, field: str) -> str:
+    """A catalogue name (canonicalized), or a new model name an account maps upstream."""
+    key = name.strip().lower()
+    if key in IMAGE_MODELS or key in VIDEO_MODELS or key in IMAGE_MODEL_ALIASES:
+        return _canonical_model_name(key)
+    if not _CUSTOM_MODEL_NAME.match(key):
+        raise InvalidRequest(
+            f"{field} key {name!r} must be a model name (lowercase letters, digits, . _ -)"
+        )
+    return key
 
 
 def validate_model_map(model_map: Any, *, field: str = "modelMap") -> dict[str, str]:
@@ -342,17 +361,18 @@ def validate_model_map(model_map: Any, *, field: str = "modelMap") -> dict[str, 
     for raw_key, raw_value in model_map.items():
         if not isinstance(raw_key, str):
             raise InvalidRequest(f"{field} keys must be model names")
-        key = _canonical_model_name(raw_key)
+        key = _custom_or_canonical(raw_key, field)
         if (
             not isinstance(raw_value, str)
             or not raw_value.strip()
             or any(ch.isspace() for ch in raw_value.strip())
             or len(raw_value) > _MAX_UPSTREAM_ID_LENGTH
         ):
+            known = key in IMAGE_MODELS or key in VIDEO_MODELS
+            example = default_upstream_model_id(key) if known else "veo-3.1-generate-preview"
             raise InvalidRequest(
                 f"{field}['{raw_key}'] must be a non-empty upstream model id without spaces "
-                f"(at most {_MAX_UPSTREAM_ID_LENGTH} characters), "
-                f"e.g. '{default_upstream_model_id(key)}'"
+                f"(at most {_MAX_UPSTREAM_ID_LENGTH} characters), e.g. '{example}'"
             )
         result[key] = raw_value.strip()
     return result

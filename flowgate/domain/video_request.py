@@ -163,7 +163,9 @@ def _optional_image(data: Mapping[str, Any], field: str, form: bool) -> ParsedMe
     return read_image_media_id(value, field=field, form=form)
 
 
-def parse_video_request(data: Mapping[str, Any], *, form: bool = False) -> VideoRequestSpec:
+def parse_video_request(
+    data: Mapping[str, Any], *, form: bool = False, custom_models: frozenset[str] = frozenset()
+) -> VideoRequestSpec:
     """Validate a ``POST /videos`` body and apply flowgate's defaults (module docstring).
 
     Raises :class:`InvalidRequest` naming the field and the rule at the first violation.
@@ -176,11 +178,12 @@ def parse_video_request(data: Mapping[str, Any], *, form: bool = False) -> Video
     prompt = read_prompt(None if is_absent(raw_prompt, form=form) else raw_prompt, form=form)
 
     raw_model = data.get("model")
-    model = (
-        VIDEO_MODELS[DEFAULT_VIDEO_MODEL]
-        if is_absent(raw_model, form=form)
-        else resolve_video_model(read_string(raw_model, field="model", form=form))
-    )
+    if is_absent(raw_model, form=form):
+        model_name = VIDEO_MODELS[DEFAULT_VIDEO_MODEL].name
+    else:
+        text = read_string(raw_model, field="model", form=form).strip().lower()
+        # A model an account maps in its modelMap (a newer Veo) is accepted as is.
+        model_name = text if text in custom_models else resolve_video_model(text).name
     raw_ratio = data.get("aspectRatio")
     aspect_ratio = (
         DEFAULT_VIDEO_ASPECT_RATIO
@@ -269,7 +272,7 @@ def parse_video_request(data: Mapping[str, Any], *, form: bool = False) -> Video
 
     return VideoRequestSpec(
         prompt=prompt,
-        model=model.name,
+        model=model_name,
         aspect_ratio=aspect_ratio,
         count=count,
         duration=duration,

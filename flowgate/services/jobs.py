@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowgate.domain.errors import FlowgateError, Forbidden, Gone, InvalidRequest, NotFound
@@ -18,7 +18,7 @@ from flowgate.services import webhooks
 from flowgate.services.credits import CreditService
 from flowgate.services.users import Caller
 from flowgate.storage import listings
-from flowgate.storage.models import Job, JobEvent, Media, WebhookDelivery
+from flowgate.storage.models import Job, JobEvent, Media, WebhookDelivery, row_values
 
 log = logging.getLogger("flowgate.jobs")
 
@@ -176,7 +176,7 @@ class JobService:
             await self._webhook(session, job, "created")
             if start:
                 job.status, job.started_at = "started", now
-            session.add(job)
+            await session.execute(insert(Job).values(row_values(job)))
         self._notify(job)
         return job
 
@@ -328,11 +328,12 @@ class JobService:
             response_ms=response_ms,
             finished_at=datetime.now(UTC),
         )
+        statement = insert(JobEvent).values(row_values(event))
         if session is not None:
-            session.add(event)
+            await session.execute(statement)
             return
         async with self._sessions.begin() as own:
-            own.add(event)
+            await own.execute(statement)
 
     async def add_upscale(self, job_id: str, entry: dict[str, Any]) -> bool:
         """List an upscale result on the job that made its source (``response["upscales"]``).

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowgate.domain.errors import Forbidden, InvalidRequest, NotFound
@@ -15,7 +17,7 @@ from flowgate.domain.signing import signature_valid, signed_media_url
 from flowgate.services.users import Caller
 from flowgate.storage import listings, media_rows
 from flowgate.storage.media_store import MediaStore
-from flowgate.storage.models import Media
+from flowgate.storage.models import Media, row_values
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class MediaService:
         job_id: str | None = None,
         extra: dict[str, Any] | None = None,
         media_id: str | None = None,
+        upscale_of: str | None = None,
+        upscale_resolution: str | None = None,
     ) -> Media:
         """Write the bytes durably, then add the row to ``session`` (committed by the caller)."""
         digest = await self.store.put(data)
@@ -98,8 +102,11 @@ class MediaService:
             model=model,
             job_id=job_id,
             extra=extra or {},
+            upscale_of=upscale_of,
+            upscale_resolution=upscale_resolution,
+            created_at=datetime.now(UTC),
         )
-        session.add(row)
+        await session.execute(insert(Media).values(row_values(row)))
         return row
 
     def signed_url(self, media_id: str, *, now: float | None = None) -> str:

@@ -431,9 +431,9 @@ class UpscaleService:
                         "resolution": spec.resolution,
                         "upscaleJobId": result.job.id if result.job else None,
                     },
+                    upscale_of=source.row.id,
+                    upscale_resolution=spec.resolution,
                 )
-                row.upscale_of = source.row.id
-                row.upscale_resolution = spec.resolution
         except IntegrityError:
             # Another instance stored the same upscale first: answer that one.
             stored = await self._stored(source.row.id, spec.resolution)

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from flowgate.balancer.picker import AccountPicker
 from flowgate.domain.catalogue import (
     VIDEO_ASPECT_RATIO_ENUMS,
+    VIDEO_MODELS,
     VIDEO_OUTPUT_MODEL_NAMES,
     VIDEO_UPSTREAM_ASPECT_RATIOS,
     resolve_video_model,
@@ -132,7 +133,9 @@ class VideoService:
         self, caller: Caller, fields: Mapping[str, Any], *, form: bool
     ) -> tuple[int, dict[str, Any]]:
         """POST /videos: 201 with the job record (async), else 200 when the clips are stored."""
-        spec = parse_video_request(fields, form=form)
+        spec = parse_video_request(
+            fields, form=form, custom_models=await self._mapped_models(caller)
+        )
         if spec.reply_url:
             await webhooks.check_target(spec.reply_url, allow_private=self._allow_private)
         frames = await self._load_images(caller, spec)
@@ -262,6 +265,14 @@ class VideoService:
         except FlowgateError:
             await self._credits.refund(caller.user_id, reserved)
             raise
+
+    async def _mapped_models(self, caller: Caller) -> frozenset[str]:
+        """Model names the caller's accounts map upstream beyond the catalogue."""
+        async with self._sessions() as session:
+            accounts = await account_rows.accounts_of(session, caller.user_id)
+        return frozenset(
+            name for a in accounts for name in (a.model_map or {}) if name not in VIDEO_MODELS
+        )
 
     async def _submit(
         self,
@@ -549,9 +560,9 @@ class VideoService:
                 model=job.model,
                 job_id=job.id,
                 extra={**extra, "duration": info.duration_seconds},
+                upscale_of=upscale_of,
+                upscale_resolution=upscale_resolution,
             )
-            if upscale_of is not None:
-                row.upscale_of, row.upscale_resolution = upscale_of, upscale_resolution
             await self._media.save(
                 session,
                 user_id=caller.user_id,

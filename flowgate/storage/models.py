@@ -256,3 +256,16 @@ class Instance(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def row_values(row: Base) -> dict[str, Any]:
+    """The column values of an ORM object, for a Core ``insert`` on a hot path.
+
+    ``session.add`` goes through the unit of work (identity map, flush planning);
+    a plain INSERT of the same values costs a fraction of that per row.
+    """
+    return {
+        column.key: getattr(row, column.key)
+        for column in row.__table__.columns
+        if getattr(row, column.key) is not None
+    }

@@ -38,6 +38,7 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, Any], dic
                 files[key] = value
             else:
                 fields[key] = value
+        check_text(fields)
         return fields, files
     raw = await read_limited(request, limit)
     if not raw.strip():
@@ -51,6 +52,43 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, Any], dic
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"Body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidRequest("Body is nested too deeply: send a flat JSON object") from None
     if not isinstance(data, dict):
         raise InvalidRequest("Body must be a JSON object")
+    check_text(data)
     return data, {}
+
+
+MAX_DEPTH = 32
+
+
+def check_text(value: Any) -> None:
+    """Refuse what no database column can keep: NUL characters and lone surrogates.
+
+    Also bounds the nesting depth, so later code never recurses without end.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidRequest(f"Body is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(item, str):
+            _check_string(item)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_string(key)
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+
+
+def _check_string(text: str) -> None:
+    if "\x00" in text:
+        raise InvalidRequest("Text may not contain NUL characters (\\u0000): remove them")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            "Text contains an unpaired surrogate (e.g. \\ud800): send valid Unicode"
+        ) from None

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 
-from flowgate.api.body import read_fields
+from flowgate.api.body import check_text, read_fields
 from flowgate.api.deps import CallerDep, RuntimeDep
 from flowgate.domain.errors import FlowgateError, InvalidRequest, http_status_for_code
 
@@ -84,6 +84,7 @@ async def edits(request: Request, runtime: RuntimeDep, caller: CallerDep) -> dic
             files.append((key, value))
         else:
             fields[key] = value
+    check_text(fields)
     return await runtime.openai.edits(caller, fields, files)
 
 

@@ -14,7 +14,7 @@ from flowgate.domain.errors import InvalidRequest
 PROVIDERS = ("gemini", "sandbox")
 TIERS = ("free", "paid")
 UPSCALE_MODES = ("auto", "local")
-_EMAIL_RE = re.compile(r"^[^@\s]{1,200}@[^@\s]{1,118}$")
+_EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,200}@[^@\s\x00-\x1f\x7f]{1,118}$")
 _KNOWN_FIELDS = {
     "email",
     "provider",

@@ -16,7 +16,8 @@ MediaKind = Literal["image", "video"]
 
 _JOB_LETTER: dict[str, str] = {"image": "i", "video": "v"}
 _JOB_RE = re.compile(
-    r"^j(?P<digits>\d{13,19})(?P<letter>[iv])-u(?P<uid>\d+)-email:(?P<email>[^\s]+)-bot:google-flow$"
+    r"^j(?P<digits>\d{13,19})(?P<letter>[iv])-u(?P<uid>\d+)"
+    r"-email:(?P<email>[^\s\x00-\x1f\x7f]+)-bot:google-flow$"
 )
 _MEDIA_RE = re.compile(
     r"^user:(?P<uid>\d+)-email:(?P<hex>[0-9a-f]*)-(?P<kind>image|video):(?P<id>[A-Za-z0-9_-]{1,64})$"

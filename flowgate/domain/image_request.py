@@ -84,7 +84,7 @@ _NUMBERED_RE = re.compile(r"^(reference|character)_([0-9]+)$")
 # address before it ("me@reference_1.com" is not a marker).
 _MARKER_RE = re.compile(r"(?<![\w@])@(reference|character)_([0-9]+)")
 _FORM_INTEGER_RE = re.compile(r"^[+-]?[0-9]+$")
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+_EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")
 
 
 def _normalized_name(name: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import resource
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -69,6 +71,7 @@ def serve(
     from flowgate.app import create_app
 
     settings = _settings(host=host, port=port)
+    _raise_open_file_limit()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -78,6 +81,15 @@ def serve(
         timeout_keep_alive=30,
         backlog=4096,
     )
+
+
+def _raise_open_file_limit() -> None:
+    # Each held request needs a client socket and an upstream socket; 1024 is too few.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 65536), hard))
 
 
 @app.command()

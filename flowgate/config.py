@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     job_retention_days: float = Field(default=7.0, gt=0)
     health_check_interval_seconds: float = Field(default=300.0, ge=1)
     upstream_timeout_seconds: float = Field(default=120.0, gt=0)
-    upstream_max_connections: int = Field(default=1000, ge=1)
+    upstream_max_connections: int = Field(default=4096, ge=1)
     default_max_concurrency: int = Field(default=4, ge=1)
     queue_timeout_seconds: float = Field(default=30.0, ge=0)
     prices: dict[str, int] = Field(

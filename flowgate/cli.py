@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import resource
 import json
+import resource
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 

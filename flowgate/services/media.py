@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from flowgate.domain.errors import Forbidden, InvalidRequest, NotFound
 from flowgate.domain.ids import is_internal_media_id, new_media_id
 from flowgate.domain.signing import signature_valid, signed_media_url
+from flowgate.media import video as ffmpeg
 from flowgate.services.users import Caller
 from flowgate.storage import listings, media_rows
 from flowgate.storage.media_store import MediaStore
@@ -47,6 +48,11 @@ _EXTENSIONS = {
     "video/mp4": "mp4",
     "image/gif": "gif",
 }
+
+
+def thumbnail_id(video_media_id: str) -> str:
+    """The media id of a video's first-frame JPEG (``servingBaseUri``)."""
+    return f"{video_media_id}-thumb"
 
 
 class MediaService:
@@ -109,6 +115,53 @@ class MediaService:
         await session.execute(insert(Media).values(row_values(row)))
         return row
 
+    async def save_video(
+        self,
+        *,
+        user_id: int,
+        job_id: str,
+        model: str | None,
+        data: bytes,
+        account_email: str | None,
+        source: str,
+        extra: dict[str, Any],
+        upscale_of: str | None = None,
+        upscale_resolution: str | None = None,
+    ) -> Media:
+        """Keep an MP4 and its first-frame JPEG (``servingBaseUri``) in one transaction."""
+        info = await ffmpeg.probe(data)
+        thumb = await ffmpeg.first_frame_jpeg(data, max_side=640)
+        async with self._sessions.begin() as session:
+            row = await self.save(
+                session,
+                user_id=user_id,
+                data=data,
+                kind="video",
+                source=source,
+                mime="video/mp4",
+                width=info.width,
+                height=info.height,
+                account_email=account_email,
+                model=model,
+                job_id=job_id,
+                extra={**extra, "duration": info.duration_seconds},
+                upscale_of=upscale_of,
+                upscale_resolution=upscale_resolution,
+            )
+            await self.save(
+                session,
+                user_id=user_id,
+                data=thumb,
+                kind="image",
+                source="derived",
+                mime="image/jpeg",
+                account_email=account_email,
+                job_id=job_id,
+                media_id=thumbnail_id(row.id),
+                extra={"thumbnailOf": row.id},
+            )
+        return row
+
     def signed_url(self, media_id: str, *, now: float | None = None) -> str:
         """A link that downloads the file until it expires (default 24 h)."""
         expires_at = int((now or time.time()) + self._ttl)
@@ -129,7 +182,7 @@ class MediaService:
             if is_internal_media_id(media_id):
                 copy["fifeUrl"] = self.signed_url(media_id)
                 if "servingBaseUri" in copy:  # a video: its first-frame JPEG
-                    copy["servingBaseUri"] = self.signed_url(f"{media_id}-thumb")
+                    copy["servingBaseUri"] = self.signed_url(thumbnail_id(media_id))
         return copy
 
     async def owned(self, user_id: int, media_id: str) -> Media:

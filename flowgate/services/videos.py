@@ -96,11 +96,6 @@ class VideoTimings:
     concat_timeout_seconds: float
 
 
-def thumbnail_id(video_media_id: str) -> str:
-    """The media id of a video's first-frame JPEG (``servingBaseUri``)."""
-    return f"{video_media_id}-thumb"
-
-
 class VideoService:
     """Use cases of the /videos endpoints."""
 
@@ -544,37 +539,17 @@ class VideoService:
         upscale_of: str | None = None,
         upscale_resolution: str | None = None,
     ) -> tuple[Media, str]:
-        info = await ffmpeg.probe(data)
-        thumb = await ffmpeg.first_frame_jpeg(data, max_side=640)
-        async with self._sessions.begin() as session:
-            row = await self._media.save(
-                session,
-                user_id=caller.user_id,
-                data=data,
-                kind="video",
-                source=source,
-                mime="video/mp4",
-                width=info.width,
-                height=info.height,
-                account_email=account_email,
-                model=job.model,
-                job_id=job.id,
-                extra={**extra, "duration": info.duration_seconds},
-                upscale_of=upscale_of,
-                upscale_resolution=upscale_resolution,
-            )
-            await self._media.save(
-                session,
-                user_id=caller.user_id,
-                data=thumb,
-                kind="image",
-                source="derived",
-                mime="image/jpeg",
-                account_email=account_email,
-                job_id=job.id,
-                media_id=thumbnail_id(row.id),
-                extra={"thumbnailOf": row.id},
-            )
+        row = await self._media.save_video(
+            user_id=caller.user_id,
+            job_id=job.id,
+            model=job.model,
+            data=data,
+            account_email=account_email,
+            source=source,
+            extra=extra,
+            upscale_of=upscale_of,
+            upscale_resolution=upscale_resolution,
+        )
         return row, media_generation_id(caller.user_id, account_email, "video", row.id)
 
     def _operation_entry(
@@ -583,7 +558,8 @@ class VideoService:
         extra = row.extra or {}
         return operation_entry(
             caller.user_id,
-            row,
+            row.account_email,
+            row.id,
             output_model,
             scene_id,
             name,
@@ -651,7 +627,8 @@ class VideoService:
 
 def operation_entry(
     user_id: int,
-    row: Media,
+    account_email: str | None,
+    media_id: str,
     output_model: str,
     scene_id: str,
     name: str,
@@ -660,14 +637,17 @@ def operation_entry(
     prompt: str,
     aspect: str,
 ) -> dict[str, Any]:
-    """One ``operations[]`` item of the contract's video body (links signed at render)."""
-    mgid = media_generation_id(user_id, row.account_email, "video", row.id)
+    """One successful ``operations[]`` item of the contract's video body.
+
+    Links stay empty here: they are signed when the body is rendered.
+    """
+    mgid = media_generation_id(user_id, account_email, "video", media_id)
     return {
         "operation": {
             "name": name,
             "metadata": {
                 "@type": MEDIA_TYPE,
-                "name": row.id,
+                "name": media_id,
                 "video": {
                     "seed": seed,
                     "mediaGenerationId": mgid,
@@ -925,43 +905,21 @@ class VideoPoller:
         meta: dict[str, Any],
         uri: str,
     ) -> Media:
-        info = await ffmpeg.probe(data)
-        thumb = await ffmpeg.first_frame_jpeg(data, max_side=640)
-        async with self._sessions.begin() as session:
-            row = await self._media.save(
-                session,
-                user_id=job.user_id,
-                data=data,
-                kind="video",
-                source="generated",
-                mime="video/mp4",
-                width=info.width,
-                height=info.height,
-                account_email=account.email,
-                model=job.model,
-                job_id=job.id,
-                extra={
-                    "seed": op["seed"],
-                    "prompt": meta.get("prompt", ""),
-                    "aspectRatio": meta.get("aspectRatio", "landscape"),
-                    "outputModel": meta.get("outputModel", "veo_3_1_t2v"),
-                    "duration": info.duration_seconds,
-                    "upstreamUri": uri,
-                },
-            )
-            await self._media.save(
-                session,
-                user_id=job.user_id,
-                data=thumb,
-                kind="image",
-                source="derived",
-                mime="image/jpeg",
-                account_email=account.email,
-                job_id=job.id,
-                media_id=thumbnail_id(row.id),
-                extra={"thumbnailOf": row.id},
-            )
-        return row
+        return await self._media.save_video(
+            user_id=job.user_id,
+            job_id=job.id,
+            model=job.model,
+            data=data,
+            account_email=account.email,
+            source="generated",
+            extra={
+                "seed": op["seed"],
+                "prompt": meta.get("prompt", ""),
+                "aspectRatio": meta.get("aspectRatio", "landscape"),
+                "outputModel": meta.get("outputModel", "veo_3_1_t2v"),
+                "upstreamUri": uri,
+            },
+        )
 
     def _response(
         self, job: Job, account: Account, operations: list[dict[str, Any]], meta: dict[str, Any]
@@ -969,34 +927,18 @@ class VideoPoller:
         entries = []
         for op in operations:
             if op["state"] == "done":
-                row_id = op["mediaId"]
-                mgid = media_generation_id(job.user_id, account.email, "video", row_id)
                 entries.append(
-                    {
-                        "operation": {
-                            "name": op["name"],
-                            "metadata": {
-                                "@type": MEDIA_TYPE,
-                                "name": row_id,
-                                "video": {
-                                    "seed": op["seed"],
-                                    "mediaGenerationId": mgid,
-                                    "prompt": meta.get("prompt", ""),
-                                    "fifeUrl": "",
-                                    "mediaVisibility": "PRIVATE",
-                                    "servingBaseUri": "",
-                                    "model": meta.get("outputModel", "veo_3_1_t2v"),
-                                    "isLooped": False,
-                                    "aspectRatio": VIDEO_ASPECT_RATIO_ENUMS[
-                                        meta.get("aspectRatio", "landscape")
-                                    ],
-                                },
-                            },
-                        },
-                        "sceneId": op["sceneId"],
-                        "mediaGenerationId": mgid,
-                        "status": SUCCESSFUL,
-                    }
+                    operation_entry(
+                        job.user_id,
+                        account.email,
+                        op["mediaId"],
+                        meta.get("outputModel", "veo_3_1_t2v"),
+                        op["sceneId"],
+                        op["name"],
+                        seed=op["seed"],
+                        prompt=meta.get("prompt", ""),
+                        aspect=meta.get("aspectRatio", "landscape"),
+                    )
                 )
             elif op["state"] == "failed":
                 entries.append(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowgate.domain.errors import FlowgateError, http_status_for_code
+from flowgate.domain.errors import FlowgateError, InvalidRequest, http_status_for_code
 
 log = logging.getLogger("flowgate.api")
 
@@ -61,3 +64,26 @@ def install_error_handlers(app: FastAPI) -> None:
             {"error": "Internal error in flowgate; the request id in the logs has the details"},
             status_code=500,
         )
+
+
+ErrorRenderer = Callable[[FlowgateError], JSONResponse]
+
+
+def route_class_rendering(render: ErrorRenderer) -> type[APIRoute]:
+    """An APIRoute class whose errors (auth included) another front door renders its own way."""
+
+    class FrontDoorRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def wrapped(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except FlowgateError as exc:
+                    return render(exc)
+                except RequestValidationError as exc:
+                    return render(InvalidRequest(_validation_message(exc)))
+
+            return wrapped
+
+    return FrontDoorRoute

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 
 from flowgate.api.body import check_text, read_fields
 from flowgate.api.deps import CallerDep, RuntimeDep
-from flowgate.domain.errors import FlowgateError, InvalidRequest, http_status_for_code
+from flowgate.api.errors import route_class_rendering
+from flowgate.domain.errors import FlowgateError, http_status_for_code
 
 _TYPES = {
     400: "invalid_request_error",
@@ -46,24 +44,7 @@ def openai_error(exc: FlowgateError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=exc.headers())
 
 
-class OpenAIRoute(APIRoute):
-    """Routes whose errors (auth included) use OpenAI's envelope."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def wrapped(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except FlowgateError as exc:
-                return openai_error(exc)
-            except RequestValidationError as exc:
-                return openai_error(InvalidRequest(str(exc.errors()[:1])))
-
-        return wrapped
-
-
-router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=route_class_rendering(openai_error))
 
 
 @router.post("/images/generations", summary="OpenAI-compatible image generation")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from flowgate.api.body import read_fields
 from flowgate.api.deps import RuntimeDep, get_runtime
-from flowgate.domain.errors import FlowgateError, InvalidRequest, Unauthorized
+from flowgate.api.errors import route_class_rendering
+from flowgate.domain.errors import FlowgateError, Unauthorized
 from flowgate.services.users import Caller
 
 # flowgate's statuses in the seed's code vocabulary (400 validation → 422).
@@ -34,23 +32,6 @@ def ok(data: Any) -> dict[str, Any]:
     return {"code": 200, "message": "success", "data": data}
 
 
-class TaskRoute(APIRoute):
-    """Routes whose errors use the task API's envelope."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def wrapped(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except FlowgateError as exc:
-                return task_error(exc)
-            except RequestValidationError as exc:
-                return task_error(InvalidRequest(str(exc.errors()[:1])))
-
-        return wrapped
-
-
 async def task_caller(
     request: Request, x_api_key: Annotated[str | None, Header()] = None
 ) -> Caller:
@@ -61,7 +42,9 @@ async def task_caller(
 
 
 TaskCaller = Annotated[Caller, Depends(task_caller)]
-router = APIRouter(prefix="/api/v1/client", tags=["tasks"], route_class=TaskRoute)
+router = APIRouter(
+    prefix="/api/v1/client", tags=["tasks"], route_class=route_class_rendering(task_error)
+)
 
 
 @router.post("/job/CreateTask", summary="Create an image task")

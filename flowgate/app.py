@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from flowgate import __version__
 from flowgate.api import health, media, openai, tasks, ui
-from flowgate.api.errors import install_error_handlers
+from flowgate.api.errors import ERROR_RESPONSES, install_error_handlers
 from flowgate.api.flow import accounts, characters, images, jobs, videos
 from flowgate.api.flow import upscale as upscale_api
 from flowgate.api.middleware import RequestIdMiddleware
@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    flow = APIRouter(prefix="/v1/google-flow")
+    flow = APIRouter(prefix="/v1/google-flow", responses=ERROR_RESPONSES)
     flow.include_router(accounts.router)
     flow.include_router(images.router)
     flow.include_router(upscale_api.router)

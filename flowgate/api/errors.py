@@ -10,11 +10,39 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowgate.domain.errors import FlowgateError, InvalidRequest, http_status_for_code
 
 log = logging.getLogger("flowgate.api")
+
+
+class ErrorBody(BaseModel):
+    """The contract's error envelope: a string from flowgate, or Google's error object."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str | dict[str, Any]
+
+
+_DESCRIPTIONS = {
+    400: "Invalid request: the message names the field and the rule",
+    401: "Missing or unknown API token",
+    402: "User disabled, or not enough credits",
+    403: "Another user's job, or a refused upstream",
+    404: "Unknown account, media, character or job",
+    408: "Polling timeout (the job goes on)",
+    410: "Job expired",
+    429: "Upstream quota, no eligible account, or every account busy (Retry-After)",
+    500: "Upstream or internal error",
+    503: "Upstream unavailable",
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: {"description": "Created (accounts, characters, async videos)"},
+    **{status: {"model": ErrorBody, "description": text} for status, text in _DESCRIPTIONS.items()},
+    "5XX": {"model": ErrorBody, "description": "An upstream's error passed through"},
+}
 
 
 def error_response(exc: FlowgateError) -> JSONResponse:

@@ -7,6 +7,7 @@ most one second (DESIGN §1.4).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -112,12 +113,29 @@ class AccountPicker:
         self._rng = rng or random.Random()
         self.clock = clock
         self._snapshots: dict[int, _Snapshot] = {}
+        self._refreshing: dict[int, asyncio.Future[_Snapshot]] = {}
+        self._generation: dict[int, int] = {}
 
     async def _snapshot(self, user_id: int) -> _Snapshot:
         now = time.monotonic()
         cached = self._snapshots.get(user_id)
         if cached is not None and now - cached.taken < _CACHE_SECONDS:
             return cached
+        # One refresh per user at a time: the requests that find it expired share it.
+        pending = self._refreshing.get(user_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._refresh(user_id, now))
+            self._refreshing[user_id] = pending
+
+            def _done(future: asyncio.Future[_Snapshot], user: int = user_id) -> None:
+                if self._refreshing.get(user) is future:
+                    del self._refreshing[user]
+
+            pending.add_done_callback(_done)
+        return await asyncio.shield(pending)
+
+    async def _refresh(self, user_id: int, now: float) -> _Snapshot:
+        generation = self._generation.get(user_id, 0)
         moment = self.clock()
         async with self._sessions() as session:
             accounts = await account_rows.accounts_of(session, user_id)
@@ -134,12 +152,20 @@ class AccountPicker:
         )
         if len(self._snapshots) > 10_000:
             self._snapshots.clear()
-        self._snapshots[user_id] = snap
+            self._generation.clear()
+        if self._generation.get(user_id, 0) == generation:
+            self._snapshots[user_id] = snap
         return snap
 
     def forget(self, user_id: int) -> None:
-        """Drop the cached snapshot (after a change this instance made)."""
+        """Drop the cached snapshot (after a change this instance made).
+
+        A refresh already under way may predate the change, so later callers start anew
+        and that refresh's result is not kept.
+        """
         self._snapshots.pop(user_id, None)
+        self._refreshing.pop(user_id, None)
+        self._generation[user_id] = self._generation.get(user_id, 0) + 1
 
     def candidates(self, snap: _Snapshot, *, model: str, kind: str) -> list[Candidate]:
         """Every account of the snapshot as a candidate for ``model``."""

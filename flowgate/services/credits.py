@@ -84,16 +84,23 @@ class CreditService:
             return 0
         raise InsufficientCredits(amount, int(balance))
 
-    async def refund(self, user_id: int, amount: int) -> None:
-        """Give back a reservation (the work failed)."""
+    async def refund(
+        self, user_id: int, amount: int, *, session: AsyncSession | None = None
+    ) -> None:
+        """Give back a reservation (the work failed); in ``session`` when given."""
         if amount <= 0:
             return
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(User)
-                .where(User.id == user_id, User.credits.is_not(None))
-                .values(credits=User.credits + amount)
-            )
+        statement = (
+            update(User)
+            .where(User.id == user_id, User.credits.is_not(None))
+            .values(credits=User.credits + amount)
+        )
+        if session is not None:
+            # Inside the caller's transaction: a second one would wait on SQLite's lock.
+            await session.execute(statement)
+            return
+        async with self._sessions.begin() as own:
+            await own.execute(statement)
 
     async def balance(self, user_id: int) -> int | None:
         """The balance, ``None`` when unlimited."""

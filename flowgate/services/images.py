@@ -57,6 +57,15 @@ from flowgate.storage.models import Account, Job, Media
 log = logging.getLogger("flowgate.images")
 
 
+class InternalFailure(FlowgateError):
+    """An unexpected error ended the job (the logs have the details)."""
+
+    status = 500
+
+    def __init__(self) -> None:
+        super().__init__("Internal error in flowgate while running this job; send it again")
+
+
 @dataclass(frozen=True)
 class LoadedReference:
     """A reference image of the caller, with its bytes."""
@@ -109,10 +118,16 @@ class ImageService:
         self, caller: Caller, data: bytes, content_type: str | None, email: str | None
     ) -> dict[str, Any]:
         """POST /assets[/{email}]: check the bytes, keep them, answer the contract's body."""
-        info = inspect_image(
-            data, content_type, max_bytes=self._max_upload_bytes, max_pixels=self._max_image_pixels
+        # Decoding a 20 MiB upload takes long enough to stall every other request: a thread.
+        info = await asyncio.to_thread(
+            inspect_image,
+            data,
+            content_type,
+            max_bytes=self._max_upload_bytes,
+            max_pixels=self._max_image_pixels,
         )
         account_email = await self._asset_account(caller, email)
+        digest = await self._media.put(data)
         async with self._sessions.begin() as session:
             row = await self._media.save(
                 session,
@@ -124,6 +139,7 @@ class ImageService:
                 width=info.width,
                 height=info.height,
                 account_email=account_email,
+                digest=digest,
             )
         mgid = media_generation_id(caller.user_id, account_email, "image", row.id)
         return {
@@ -253,9 +269,10 @@ class ImageService:
             elapsed_ms = int((time.perf_counter() - started) * 1000)
             workflow_id = str(uuid.uuid4())
             media_entries: list[dict[str, Any]] = []
+            # Files first, outside the transaction (an fsync must not hold the write lock).
+            kept = await asyncio.gather(*(self._keep(image.data) for image in outputs))
             async with self._sessions.begin() as session:
-                for seed, image in zip(seeds, outputs, strict=False):
-                    width, height = await asyncio.to_thread(_image_size, image.data)
+                for seed, image, (digest, width, height) in zip(seeds, outputs, kept, strict=False):
                     row = await self._media.save(
                         session,
                         user_id=caller.user_id,
@@ -269,6 +286,7 @@ class ImageService:
                         model=model.name,
                         job_id=job.id,
                         extra={"seed": seed, "prompt": spec.prompt, "aspectRatio": aspect},
+                        digest=digest,
                     )
                     media_entries.append(
                         self._media_entry(
@@ -290,9 +308,22 @@ class ImageService:
                 await self._jobs.complete(
                     job, response, session=session, refund=unit_price * missing
                 )
+        except Exception as exc:
+            # Whatever went wrong, the job must not stay ``started``.
+            if job is not None and not isinstance(exc, FlowgateError):
+                log.exception("image job crashed", extra={"job_id": job.id})
+                await self._jobs.fail(job, InternalFailure())
+            raise
         finally:
             lease.release()
         return {"jobId": job.id, **self._media.refresh_links(response)}
+
+    async def _keep(self, data: bytes) -> tuple[str, int | None, int | None]:
+        """Store an output and read its size, in one worker-thread hop each."""
+        digest, (width, height) = await asyncio.gather(
+            self._media.put(data), asyncio.to_thread(_image_size, data)
+        )
+        return digest, width, height
 
     async def _call_upstream(
         self,

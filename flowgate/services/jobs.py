@@ -18,7 +18,7 @@ from flowgate.services import webhooks
 from flowgate.services.credits import CreditService
 from flowgate.services.users import Caller
 from flowgate.storage import listings
-from flowgate.storage.models import Job, JobEvent, Media, WebhookDelivery, row_values
+from flowgate.storage.models import Job, JobEvent, Media, WebhookDelivery, row_values, table_of
 
 log = logging.getLogger("flowgate.jobs")
 
@@ -176,7 +176,7 @@ class JobService:
             await self._webhook(session, job, "created")
             if start:
                 job.status, job.started_at = "started", now
-            await session.execute(insert(Job).values(row_values(job)))
+            await session.execute(insert(table_of(Job)), row_values(job))
         self._notify(job)
         return job
 
@@ -248,7 +248,7 @@ class JobService:
         now = datetime.now(UTC)
         job.status, job.response, job.updated_at, job.finished_at = "completed", response, now, now
         job.code = 200
-        await self._settle(job, refund)
+        await self._settle(job, refund, session)
         await self._finish(job, "completed", session)
 
     async def fail(self, job: Job, error: FlowgateError) -> None:
@@ -266,12 +266,12 @@ class JobService:
         await self._settle(job, int((job.internal or {}).get("reserved", 0)))
         await self._finish(job, "failed", None)
 
-    async def _settle(self, job: Job, refund: int) -> None:
+    async def _settle(self, job: Job, refund: int, session: AsyncSession | None = None) -> None:
         reserved = int((job.internal or {}).get("reserved", 0))
         refund = min(refund, reserved)
         if refund <= 0 or self._credits is None:
             return
-        await self._credits.refund(job.user_id, refund)
+        await self._credits.refund(job.user_id, refund, session=session)
         job.internal = {**(job.internal or {}), "reserved": reserved - refund}
 
     async def _finish(self, job: Job, event: str, session: AsyncSession | None) -> None:
@@ -328,12 +328,12 @@ class JobService:
             response_ms=response_ms,
             finished_at=datetime.now(UTC),
         )
-        statement = insert(JobEvent).values(row_values(event))
+        statement, params = insert(table_of(JobEvent)), row_values(event)
         if session is not None:
-            await session.execute(statement)
+            await session.execute(statement, params)
             return
         async with self._sessions.begin() as own:
-            await own.execute(statement)
+            await own.execute(statement, params)
 
     async def add_upscale(self, job_id: str, entry: dict[str, Any]) -> bool:
         """List an upscale result on the job that made its source (``response["upscales"]``).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from flowgate.media import video as ffmpeg
 from flowgate.services.users import Caller
 from flowgate.storage import listings, media_rows
 from flowgate.storage.media_store import MediaStore
-from flowgate.storage.models import Media, row_values
+from flowgate.storage.models import Media, row_values, table_of
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,15 @@ class MediaService:
         media_id: str | None = None,
         upscale_of: str | None = None,
         upscale_resolution: str | None = None,
+        digest: str | None = None,
     ) -> Media:
-        """Write the bytes durably, then add the row to ``session`` (committed by the caller)."""
-        digest = await self.store.put(data)
+        """Add the row to ``session`` (committed by the caller), writing the bytes first.
+
+        Pass ``digest`` when the bytes were already stored with :meth:`put`: file I/O inside
+        a transaction would hold SQLite's write lock for the length of an fsync.
+        """
+        if digest is None:
+            digest = await self.store.put(data)
         row = Media(
             id=media_id or new_media_id(),
             user_id=user_id,
@@ -112,8 +119,12 @@ class MediaService:
             upscale_resolution=upscale_resolution,
             created_at=datetime.now(UTC),
         )
-        await session.execute(insert(Media).values(row_values(row)))
+        await session.execute(insert(table_of(Media)), row_values(row))
         return row
+
+    async def put(self, data: bytes) -> str:
+        """Store bytes durably (outside any transaction); their SHA-256."""
+        return await self.store.put(data)
 
     async def save_video(
         self,
@@ -131,6 +142,7 @@ class MediaService:
         """Keep an MP4 and its first-frame JPEG (``servingBaseUri``) in one transaction."""
         info = await ffmpeg.probe(data)
         thumb = await ffmpeg.first_frame_jpeg(data, max_side=640)
+        video_digest, thumb_digest = await asyncio.gather(self.put(data), self.put(thumb))
         async with self._sessions.begin() as session:
             row = await self.save(
                 session,
@@ -147,6 +159,7 @@ class MediaService:
                 extra={**extra, "duration": info.duration_seconds},
                 upscale_of=upscale_of,
                 upscale_resolution=upscale_resolution,
+                digest=video_digest,
             )
             await self.save(
                 session,
@@ -159,6 +172,7 @@ class MediaService:
                 job_id=job_id,
                 media_id=thumbnail_id(row.id),
                 extra={"thumbnailOf": row.id},
+                digest=thumb_digest,
             )
         return row
 

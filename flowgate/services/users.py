@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -51,6 +52,7 @@ class UserService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         self._auth_cache: dict[str, tuple[float, Caller | None, bool]] = {}
+        self._lookups: dict[str, asyncio.Future[tuple[Caller | None, bool]]] = {}
 
     async def create_user(self, name: str) -> tuple[User, str]:
         """Create a user and its first token; return the token in clear (shown once)."""
@@ -124,7 +126,13 @@ class UserService:
         now = time.monotonic()
         cached = self._auth_cache.get(digest)
         if cached is None or cached[0] < now:
-            caller, disabled = await self._lookup(digest)
+            # One lookup per token at a time: concurrent requests with it share the answer.
+            pending = self._lookups.get(digest)
+            if pending is None:
+                pending = asyncio.ensure_future(self._lookup(digest))
+                self._lookups[digest] = pending
+                pending.add_done_callback(lambda _: self._lookups.pop(digest, None))
+            caller, disabled = await asyncio.shield(pending)
             if len(self._auth_cache) > 10_000:
                 self._auth_cache.clear()
             self._auth_cache[digest] = (now + _AUTH_CACHE_SECONDS, caller, disabled)

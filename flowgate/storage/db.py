@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -38,6 +41,29 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=20, max_overflow=30, pool_pre_ping=True)
 
 
+class SerializedWriteSessions(async_sessionmaker[AsyncSession]):
+    """For SQLite: write transactions (``begin()``) take turns in this process.
+
+    SQLite has one writer at a time. Without this, concurrent writers each grab a pooled
+    connection and spin in SQLite's busy handler, burning CPU and adding seconds of
+    latency under load; queued on an asyncio lock they cost nothing while they wait.
+    Reads (``sessions()``) still run side by side (WAL).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, expire_on_commit=False)
+        self._write_lock: asyncio.Lock | None = None
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        async with self._write_lock, super().begin() as session:
+            yield session
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
+    """Sessions that keep loaded objects usable after commit (writes serialized on SQLite)."""
+    if engine.dialect.name == "sqlite":
+        return SerializedWriteSessions(engine)
     return async_sessionmaker(engine, expire_on_commit=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -175,6 +176,8 @@ class JobEvent(Base):
     __tablename__ = "job_events"
     __table_args__ = (
         Index("ix_job_events_account_time", "user_id", "account_email", "finished_at"),
+        # The 15-minute window is a range on finished_at for one user, whatever the account.
+        Index("ix_job_events_user_time", "user_id", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -256,6 +259,11 @@ class Instance(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of an ORM class (for plain INSERTs)."""
+    return cast(Table, model.__table__)
 
 
 def row_values(row: Base) -> dict[str, Any]:

@@ -175,8 +175,8 @@ class JobEvent(Base):
 
     __tablename__ = "job_events"
     __table_args__ = (
-        Index("ix_job_events_account_time", "user_id", "account_email", "finished_at"),
         # The 15-minute window is a range on finished_at for one user, whatever the account.
+        # (An index led by account_email made SQLite scan every old event to group by it.)
         Index("ix_job_events_user_time", "user_id", "finished_at"),
     )
 

@@ -219,6 +219,21 @@ class ContentBlocked(UpstreamError):
         self.detail = detail
 
 
+class PollingTimeout(FlowgateError):
+    """408: a sync call stopped waiting; the job goes on and can be fetched."""
+
+    status = 408
+
+    def __init__(self) -> None:
+        super().__init__("Polling timeout")
+
+
+class JobInterrupted(FlowgateError):
+    """500: the job could not run to its end (crash, lost account, unexpected error)."""
+
+    status = 500
+
+
 class UpstreamUnreachable(FlowgateError):
     """The upstream could not be reached or answered garbage (503 to the client)."""
 

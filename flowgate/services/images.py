@@ -27,6 +27,7 @@ from flowgate.domain.errors import (
     ContentBlocked,
     FlowgateError,
     InvalidRequest,
+    JobInterrupted,
     NotFound,
     UpstreamError,
 )
@@ -55,15 +56,6 @@ from flowgate.storage import media_rows
 from flowgate.storage.models import Account, Job, Media
 
 log = logging.getLogger("flowgate.images")
-
-
-class InternalFailure(FlowgateError):
-    """An unexpected error ended the job (the logs have the details)."""
-
-    status = 500
-
-    def __init__(self) -> None:
-        super().__init__("Internal error in flowgate while running this job; send it again")
 
 
 @dataclass(frozen=True)
@@ -312,7 +304,12 @@ class ImageService:
             # Whatever went wrong, the job must not stay ``started``.
             if job is not None and not isinstance(exc, FlowgateError):
                 log.exception("image job crashed", extra={"job_id": job.id})
-                await self._jobs.fail(job, InternalFailure())
+                await self._jobs.fail(
+                    job,
+                    JobInterrupted(
+                        "Internal error in flowgate while running this job; send it again"
+                    ),
+                )
             raise
         finally:
             lease.release()

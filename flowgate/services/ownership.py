@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flowgate.domain.errors import FlowgateError
+from flowgate.domain.errors import JobInterrupted
 from flowgate.services.jobs import JobService
 from flowgate.services.videos import VideoPoller
 from flowgate.storage.models import Instance, Job
@@ -24,18 +24,10 @@ from flowgate.storage.models import Instance, Job
 log = logging.getLogger("flowgate.ownership")
 RUNNING = ("created", "started")
 RESUMABLE_OPERATIONS = ("generate", "extend")
-
-
-class Interrupted(FlowgateError):
-    """The instance running a job stopped before the job ended."""
-
-    status = 500
-
-    def __init__(self) -> None:
-        super().__init__(
-            "flowgate stopped while this job ran and it cannot be resumed (no upstream operation "
-            "was recorded for it); send the request again"
-        )
+INTERRUPTED = (
+    "flowgate stopped while this job ran and it cannot be resumed (no upstream operation "
+    "was recorded for it); send the request again"
+)
 
 
 class OwnershipService:
@@ -109,7 +101,7 @@ class OwnershipService:
                 self._poller.track(job.id)
             else:
                 log.warning("failing interrupted job", extra={"job_id": job.id, "from": job.owner})
-                await self._jobs.fail(job, Interrupted())
+                await self._jobs.fail(job, JobInterrupted(INTERRUPTED))
         return taken
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -37,7 +37,9 @@ from flowgate.domain.errors import (
     AccountNotFound,
     FlowgateError,
     InvalidRequest,
+    JobInterrupted,
     NotFound,
+    PollingTimeout,
     UpstreamError,
     http_status_for_code,
 )
@@ -74,15 +76,6 @@ MEDIA_TYPE = "type.googleapis.com/google.internal.labs.aisandbox.v1.Media"
 PENDING = "MEDIA_GENERATION_STATUS_PENDING"
 SUCCESSFUL = "MEDIA_GENERATION_STATUS_SUCCESSFUL"
 FAILED = "MEDIA_GENERATION_STATUS_FAILED"
-
-
-class PollingTimeout(FlowgateError):
-    """408: the sync wait ended; the job goes on and can be fetched."""
-
-    status = 408
-
-    def __init__(self) -> None:
-        super().__init__("Polling timeout")
 
 
 @dataclass(frozen=True)
@@ -768,7 +761,7 @@ class VideoPoller:
         if account is None or not operations:
             await self._jobs.fail(
                 job,
-                _Unresumable(
+                JobInterrupted(
                     "the account that ran this job is gone"
                     if operations
                     else "flowgate stopped before the upstream accepted this job"
@@ -958,10 +951,6 @@ class VideoPoller:
         """Track jobs this instance took over."""
         for job_id in job_ids:
             self.track(job_id)
-
-
-class _Unresumable(FlowgateError):
-    status = 500
 
 
 class _OperationsFailed(FlowgateError):

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from flowgate.batch.manifest import Manifest, ManifestRecord
 from flowgate.batch.prompts import BatchItem, ReferenceFile
@@ -299,24 +299,24 @@ class BatchRunner:
         files: list[str] = []
         media_ids = [image.media_generation_id for image in images]
 
-        def unsaved(stage: str, error: Exception) -> ManifestRecord:
-            # The images exist on the server: keep the job id so a re-run fetches them again.
-            status, body = _error_fields(error)
+        def record(**outcome: Any) -> ManifestRecord:
             return ManifestRecord(
                 index=item.index,
                 line=item.line,
-                status="failed",
                 prompt=item.prompt,
                 parameters=item.parameters(),
                 fingerprint=item.fingerprint(),
                 job_id=job_id,
                 media_generation_ids=media_ids,
                 files=files,
-                http_status=status,
-                error=body,
-                stage=stage,
                 attempts=attempts,
+                **outcome,
             )
+
+        def unsaved(stage: str, error: Exception) -> ManifestRecord:
+            # The images exist on the server: keep the job id so a re-run fetches them again.
+            status, body = _error_fields(error)
+            return record(status="failed", http_status=status, error=body, stage=stage)
 
         for number, image in enumerate(images, start=1):
             url = image.fife_url
@@ -335,16 +335,4 @@ class BatchRunner:
         if previous is not None:
             for stale in set(previous.files) - set(files):
                 (self.out_dir / stale).unlink(missing_ok=True)
-        return ManifestRecord(
-            index=item.index,
-            line=item.line,
-            status="done",
-            prompt=item.prompt,
-            parameters=item.parameters(),
-            fingerprint=item.fingerprint(),
-            job_id=job_id,
-            media_generation_ids=media_ids,
-            files=files,
-            http_status=200,
-            attempts=attempts,
-        )
+        return record(status="done", http_status=200)

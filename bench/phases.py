@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import pstats
 import functools
 import gc
 import threading
@@ -48,9 +50,11 @@ STEPS: list[tuple[str, str, str]] = [
     ("flowgate.services.accounts", "AccountService", "provider_for"),
     ("flowgate.providers.gemini", "GeminiProvider", "generate_content_image"),
     ("flowgate.providers.gemini", "GeminiProvider", "_call"),
-    ("flowgate.services.media", "MediaService", "save"),
+    ("flowgate.services.images", "ImageService", "_keep"),
+    ("flowgate.services.media", "MediaService", "put"),
     ("flowgate.services.jobs", "JobService", "complete"),
-    ("flowgate.services.jobs", "JobService", "record_event"),
+    ("flowgate.storage.write_queue", "WriteQueue", "run"),
+    ("flowgate.storage.write_queue", "WriteQueue", "_execute_sqlite"),
     ("flowgate.services.media", "MediaService", "refresh_links"),
     ("fastapi.routing", "", "serialize_response"),
     ("starlette.responses", "JSONResponse", "render"),
@@ -162,10 +166,18 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, default=1, help=">1: steps overlap; totals and GC stay exact"
     )
+    parser.add_argument(
+        "--cprofile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of timing steps, cProfile the event-loop thread; print the top N",
+    )
     args = parser.parse_args()
     print(machine_line())
     meter = Meter()
-    install(meter)
+    if not args.cprofile:
+        install(meter)
     gc.callbacks.append(meter.on_gc)
     count_statements(meter)
     from flowgate.app import create_app
@@ -214,12 +226,17 @@ def main() -> None:
             server.should_exit = True
 
         threading.Thread(target=drive, daemon=True).start()
+        profiler = cProfile.Profile() if args.cprofile else None
         try:
             import uvloop
 
-            uvloop.run(server.serve())
+            serve: Callable[[], Any] = lambda: uvloop.run(server.serve())  # noqa: E731
         except ImportError:
-            asyncio.run(server.serve())
+            serve = lambda: asyncio.run(server.serve())  # noqa: E731
+        if profiler is not None:
+            profiler.runcall(serve)
+        else:
+            serve()
         holder.dispose()
     ok = max(1, result.get("ok", 0))
     print(
@@ -235,6 +252,9 @@ def main() -> None:
         f"SQL per request: {meter.calls['SQL statements'] / ok:.2f} statements, "
         f"{meter.calls['SQL commits'] / ok:.2f} commits"
     )
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.cprofile)
+        return
     if args.concurrency > 1:
         return  # steps of different requests overlap: their figures would mislead
     print("| step | calls/request | CPU ms/request | wall ms/request |")

@@ -8,7 +8,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from flowgate.balancer.picker import AccountPicker
@@ -17,7 +16,7 @@ from flowgate.clock import offset_clock
 from flowgate.config import Settings, ensure_secret_key
 from flowgate.domain.quarantine import QuarantinePolicy
 from flowgate.providers.base import Provider
-from flowgate.providers.http_pool import new_upstream_client
+from flowgate.providers.http_pool import HttpPool, new_upstream_client
 from flowgate.providers.registry import build_provider
 from flowgate.services.accounts import AccountService
 from flowgate.services.characters import CharacterService
@@ -34,9 +33,10 @@ from flowgate.services.upscale import UpscaleService
 from flowgate.services.users import UserService
 from flowgate.services.videos import VideoPoller, VideoService, VideoTimings
 from flowgate.services.webhooks import WebhookSender
-from flowgate.storage.db import create_engine, session_factory
+from flowgate.storage.db import create_engine, session_factory, write_queue
 from flowgate.storage.media_store import MediaStore
 from flowgate.storage.migrate import migrate
+from flowgate.storage.write_queue import WriteQueue
 
 log = logging.getLogger("flowgate.runtime")
 SANDBOX_ACCOUNT_EMAIL = "sandbox@flowgate.local"
@@ -49,7 +49,8 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    http: httpx.AsyncClient
+    writes: WriteQueue
+    http: HttpPool
     users: UserService
     openai: OpenAIImageService
     task_api: TaskService
@@ -77,7 +78,8 @@ class Runtime:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.http.aclose()
+        await self.http.close()
+        await self.writes.close()
         await self.engine.dispose()
 
 
@@ -89,6 +91,7 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
     if migrate_schema:
         await migrate(engine)
     sessions = session_factory(engine)
+    writes = write_queue(engine, sessions)
     http = new_upstream_client(
         timeout_seconds=settings.upstream_timeout_seconds,
         max_connections=settings.upstream_max_connections,
@@ -112,6 +115,7 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
     )
     media = MediaService(
         sessions,
+        writes,
         MediaStore(settings.media_dir),
         secret=secret,
         public_url=settings.public_url,
@@ -135,9 +139,10 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
         ),
         clock=clock,
     )
-    credits = CreditService(sessions, settings.prices)
+    credits = CreditService(sessions, writes, settings.prices)
     jobs = JobService(
         sessions,
+        writes,
         retention=timedelta(days=settings.job_retention_days),
         refresh_urls=media.refresh_links,
         on_enqueue=sender.wake,
@@ -194,6 +199,7 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
         settings=settings,
         engine=engine,
         sessions=sessions,
+        writes=writes,
         http=http,
         users=UserService(sessions),
         credits=credits,

@@ -5,16 +5,19 @@ Use it with ``from tests.fixtures_sandbox import sandbox_url  # noqa: F401``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import AsyncIterator, Iterator
+from typing import IO, Any
 
 import httpx
 import pytest
+import uvicorn
 
 STARTUP_TIMEOUT_SECONDS = 30.0
 START_ATTEMPTS = 3
@@ -77,3 +80,23 @@ def sandbox_url() -> Iterator[str]:
             yield url
         finally:
             _stop(process)
+
+
+@contextlib.asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a loopback port in this event loop; its base URL."""
+    port = free_loopback_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while not server.started:
+            if task.done() or time.monotonic() > deadline:
+                raise RuntimeError(f"test server did not start on port {port}")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -8,7 +8,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from PIL import Image
 from starlette.applications import Starlette
@@ -33,10 +32,10 @@ from flowgate.providers.gemini import (
     parse_google_error,
     parse_retry_delay,
 )
-from flowgate.providers.http_pool import new_upstream_client
+from flowgate.providers.http_pool import HttpPool, new_upstream_client
 from flowgate.sandbox import SandboxConfig, create_sandbox_app
 from tests import fixtures_sandbox
-from tests.fixtures_sandbox import sandbox_url  # noqa: F401
+from tests.fixtures_sandbox import sandbox_url, served  # noqa: F401
 
 KEY = "provider-test-key"
 NANO_25 = "gemini-2.5-flash-image"
@@ -46,20 +45,20 @@ IMAGEN = "imagen-4.0-generate-001"
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
+async def http() -> AsyncIterator[HttpPool]:
     client = new_upstream_client(timeout_seconds=30.0)
     try:
         yield client
     finally:
-        await client.aclose()
+        await client.close()
 
 
 @pytest.fixture
-def provider(http: httpx.AsyncClient, sandbox_url: str) -> GeminiProvider:  # noqa: F811
+def provider(http: HttpPool, sandbox_url: str) -> GeminiProvider:  # noqa: F811
     return GeminiProvider(http, base_url=sandbox_url, api_key=KEY)
 
 
-def keyed(http: httpx.AsyncClient, sandbox_url: str, key: str) -> GeminiProvider:  # noqa: F811
+def keyed(http: HttpPool, sandbox_url: str, key: str) -> GeminiProvider:  # noqa: F811
     return GeminiProvider(http, base_url=sandbox_url, api_key=key)
 
 
@@ -99,10 +98,11 @@ async def test_health_check_lists_every_model(provider: GeminiProvider) -> None:
 
 async def test_health_check_follows_next_page_token() -> None:
     app = create_sandbox_app(SandboxConfig(max_page_size=3))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
-        provider = GeminiProvider(http, base_url="http://sandbox/v1beta/", api_key=KEY)
+    async with served(app) as url, new_upstream_client() as http:
+        provider = GeminiProvider(http, base_url=f"{url}/v1beta/", api_key=KEY)
         report = await provider.health_check()
-        calls = (await http.get("http://sandbox/_sandbox/calls")).json()["calls"]
+        async with http.get(f"{url}/_sandbox/calls") as answer:
+            calls = (await answer.json())["calls"]
     assert len(report.models) == len(set(report.models)) == 10
     assert [call["method"] for call in calls] == ["list"] * 4
 
@@ -267,7 +267,7 @@ async def test_unknown_model_is_404(provider: GeminiProvider) -> None:
 # --- key errors -------------------------------------------------------------------------
 
 
-async def test_invalid_key(http: httpx.AsyncClient, sandbox_url: str) -> None:  # noqa: F811
+async def test_invalid_key(http: HttpPool, sandbox_url: str) -> None:  # noqa: F811
     with pytest.raises(UpstreamError) as caught:
         await keyed(http, sandbox_url, "invalid-abc").health_check()
     error = caught.value
@@ -279,7 +279,7 @@ async def test_invalid_key(http: httpx.AsyncClient, sandbox_url: str) -> None:  
     assert error.is_key_error
 
 
-async def test_leaked_key(http: httpx.AsyncClient, sandbox_url: str) -> None:  # noqa: F811
+async def test_leaked_key(http: HttpPool, sandbox_url: str) -> None:  # noqa: F811
     with pytest.raises(UpstreamError) as caught:
         await keyed(http, sandbox_url, "leaked-abc").health_check()
     assert caught.value.status == 403
@@ -290,7 +290,7 @@ async def test_leaked_key(http: httpx.AsyncClient, sandbox_url: str) -> None:  #
     assert caught.value.is_key_error
 
 
-async def test_suspended_key_is_redacted(http: httpx.AsyncClient, sandbox_url: str) -> None:  # noqa: F811
+async def test_suspended_key_is_redacted(http: HttpPool, sandbox_url: str) -> None:  # noqa: F811
     key = "suspended-secret-4242"
     provider = keyed(http, sandbox_url, key)
     with pytest.raises(UpstreamError) as caught:
@@ -306,7 +306,7 @@ async def test_suspended_key_is_redacted(http: httpx.AsyncClient, sandbox_url: s
     assert key not in repr(provider)
 
 
-async def test_disabled_service_key(http: httpx.AsyncClient, sandbox_url: str) -> None:  # noqa: F811
+async def test_disabled_service_key(http: HttpPool, sandbox_url: str) -> None:  # noqa: F811
     with pytest.raises(UpstreamError) as caught:
         await keyed(http, sandbox_url, "disabled-abc").health_check()
     assert caught.value.info.reason == "SERVICE_DISABLED"
@@ -316,7 +316,7 @@ async def test_disabled_service_key(http: httpx.AsyncClient, sandbox_url: str) -
 # --- transport failures and odd servers -------------------------------------------------
 
 
-async def test_closed_port_is_unreachable(http: httpx.AsyncClient) -> None:
+async def test_closed_port_is_unreachable(http: HttpPool) -> None:
     key = "unreachable-secret-key"
     provider = GeminiProvider(
         http, base_url=f"http://127.0.0.1:{fixtures_sandbox.free_loopback_port()}", api_key=key
@@ -376,9 +376,8 @@ def odd_upstream(seen: list[dict[str, Any]]) -> Starlette:
 
 
 async def test_odd_upstream_answers() -> None:
-    transport = httpx.ASGITransport(app=odd_upstream([]))
-    async with httpx.AsyncClient(transport=transport) as http:
-        provider = GeminiProvider(http, base_url="http://odd", api_key=KEY)
+    async with served(odd_upstream([])) as url, new_upstream_client() as http:
+        provider = GeminiProvider(http, base_url=url, api_key=KEY)
 
         with pytest.raises(UpstreamError) as html:
             await provider.generate_content_image(ContentImageRequest("html", "x"))
@@ -406,8 +405,8 @@ async def test_odd_upstream_answers() -> None:
 async def test_request_body_and_key_header() -> None:
     seen: list[dict[str, Any]] = []
     key = "header-only-key"
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=odd_upstream(seen))) as http:
-        provider = GeminiProvider(http, base_url="http://odd/", api_key=key)
+    async with served(odd_upstream(seen)) as url, new_upstream_client() as http:
+        provider = GeminiProvider(http, base_url=f"{url}/", api_key=key)
         image = await provider.generate_content_image(
             ContentImageRequest(
                 "echo",
@@ -421,7 +420,7 @@ async def test_request_body_and_key_header() -> None:
     assert image.mime == "image/png"  # no mimeType in the answer: PNG assumed
     assert size_of(image.data) == (8, 8)
     first, second = seen
-    assert first["url"] == "http://odd/v1beta/models/echo:generateContent"
+    assert first["url"] == f"{url}/v1beta/models/echo:generateContent"
     assert key not in first["url"]
     assert first["headers"]["x-goog-api-key"] == key
     assert first["body"] == {

@@ -10,10 +10,16 @@ from flowgate.runtime import Runtime
 from flowgate.services.users import Caller
 
 
-def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     """The instance's wired services."""
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    """:func:`runtime_of` as a dependency (``async``: FastAPI runs plain ``def``
+    dependencies in a worker thread, a thread hop on every request)."""
+    return runtime_of(request)
 
 
 async def get_caller(
@@ -21,7 +27,7 @@ async def get_caller(
     authorization: Annotated[str | None, Header(description="Bearer API token")] = None,
 ) -> Caller:
     """The user behind ``Authorization: Bearer``; 401/402 otherwise."""
-    return await get_runtime(request).users.authenticate(authorization)
+    return await runtime_of(request).users.authenticate(authorization)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
 from flowgate.api.body import read_fields
-from flowgate.api.deps import RuntimeDep, get_runtime
+from flowgate.api.deps import RuntimeDep, runtime_of
 from flowgate.api.errors import route_class_rendering
 from flowgate.domain.errors import FlowgateError, Unauthorized
 from flowgate.services.users import Caller
@@ -38,7 +38,7 @@ async def task_caller(
     """The user behind ``x-api-key`` (a flowgate API token)."""
     if not x_api_key:
         raise Unauthorized()
-    return await get_runtime(request).users.authenticate(f"Bearer {x_api_key}")
+    return await runtime_of(request).users.authenticate(f"Bearer {x_api_key}")
 
 
 TaskCaller = Annotated[Caller, Depends(task_caller)]

@@ -1,6 +1,6 @@
 """The Gemini API provider: Nano Banana (``:generateContent``) and Imagen (``:predict``).
 
-Plain REST over the shared ``httpx.AsyncClient`` (see ``UPSTREAMS.md`` for why not
+Plain REST over the shared ``aiohttp.ClientSession`` (see ``UPSTREAMS.md`` for why not
 the SDK). Responses are read through tolerant pydantic models; every non-200 is
 turned into :class:`~flowgate.domain.errors.UpstreamError` carrying the Google
 error's status, reason, quota ids and retry delay, so the balancer can act on it
@@ -22,9 +22,10 @@ import re
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
+from yarl import URL
 
 from flowgate.domain.errors import (
     ContentBlocked,
@@ -41,6 +42,9 @@ from flowgate.providers.base import (
     VideoOperation,
     VideoStartRequest,
 )
+from flowgate.providers.http_pool import HttpPool
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 logger = logging.getLogger(__name__)
 
@@ -309,7 +313,7 @@ def _error_object(body: bytes) -> dict[str, Any] | None:
 class GeminiProvider:
     """An :class:`~flowgate.providers.base.ImageProvider` for one Gemini API key."""
 
-    def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_key: str) -> None:
+    def __init__(self, http: HttpPool, *, base_url: str, api_key: str) -> None:
         self._http = http
         base = base_url.rstrip("/")
         # Accept a base URL given with the version too ("…/v1beta").
@@ -461,25 +465,27 @@ class GeminiProvider:
         Google answers file downloads with a redirect to a storage host: that hop is
         followed without the key.
         """
-        own = httpx.URL(self._base_url)
-        url = httpx.URL(uri)
+        own = URL(self._base_url)
+        url = URL(uri)
         headers = {"x-goog-api-key": self._api_key} if url.host == own.host else {}
         try:
             for _ in range(5):
-                response = await self._http.get(url, headers=headers, follow_redirects=False)
-                if response.is_redirect and "location" in response.headers:
-                    url = url.join(response.headers["location"])
+                async with self._http.get(url, headers=headers, allow_redirects=False) as response:
+                    status, content = response.status, await response.read()
+                    location = response.headers.get("location")
+                if status in REDIRECT_STATUSES and location:
+                    url = url.join(URL(location))
                     if url.host != own.host or url.port != own.port:
                         headers = {}
                     continue
                 break
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             detail = redact(str(exc), self._api_key) or exc.__class__.__name__
             raise UpstreamUnreachable(f"could not download from {url.host}: {detail}") from None
-        if response.status_code != 200:
-            info = parse_google_error(response.status_code, response.content, secret=self._api_key)
-            raise UpstreamError(info, http_status=response.status_code)
-        return response.content
+        if status != 200:
+            info = parse_google_error(status, content, secret=self._api_key)
+            raise UpstreamError(info, http_status=status)
+        return content
 
     async def _call(
         self,
@@ -493,38 +499,39 @@ class GeminiProvider:
         """Send one request; the decoded JSON of a 200, or raise the matching error."""
         url = f"{self._base_url}/{API_VERSION}/{path}"
         try:
-            response = await self._http.request(
+            async with self._http.request(
                 method,
                 url,
                 params=params,
                 json=json_body,
                 headers={"x-goog-api-key": self._api_key},
-                # httpx forwards custom headers across origins on redirects, which would
-                # hand the key to whatever host a redirect names; the API never redirects.
-                follow_redirects=False,
-            )
-        except httpx.TimeoutException as exc:
+                # A redirect could hand the key to whatever host it names; the API
+                # never redirects.
+                allow_redirects=False,
+            ) as response:
+                status, content = response.status, await response.read()
+        except TimeoutError as exc:
             raise UpstreamUnreachable(
                 f"upstream {self._host()} timed out on {what} ({exc.__class__.__name__})"
             ) from None
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        except (aiohttp.ClientError, ValueError) as exc:
             detail = redact(str(exc), self._api_key) or exc.__class__.__name__
             raise UpstreamUnreachable(
                 f"could not reach upstream {self._host()} for {what}: {detail}"
             ) from None
-        if response.status_code != 200:
-            info = parse_google_error(response.status_code, response.content, secret=self._api_key)
+        if status != 200:
+            info = parse_google_error(status, content, secret=self._api_key)
             logger.info(
                 "upstream %s answered %s %s (reason=%s quota=%s)",
                 what,
-                response.status_code,
+                status,
                 info.status,
                 info.reason,
                 ",".join(info.quota_ids) or "-",
             )
-            raise UpstreamError(info, http_status=response.status_code)
+            raise UpstreamError(info, http_status=status)
         try:
-            return response.json()
+            return json.loads(content)
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise UpstreamUnreachable(
                 f"upstream {self._host()} answered {what} with HTTP 200 but no JSON"
@@ -540,8 +547,8 @@ class GeminiProvider:
 
     def _host(self) -> str:
         try:
-            return httpx.URL(self._base_url).host or self._base_url
-        except httpx.InvalidURL:
+            return URL(self._base_url).host or self._base_url
+        except ValueError:
             return "(invalid base URL)"
 
 

@@ -1,12 +1,15 @@
-"""The one pooled HTTP client flowgate uses for every upstream call.
+"""The one pooled HTTP client flowgate uses for every outgoing call (upstreams, webhooks).
 
 The app creates it at start-up and hands it to every provider, so thousands of
 concurrent generations share keep-alive connections instead of opening their own.
+It is an ``aiohttp.ClientSession``: on the image path it costs about a quarter of
+the CPU per call that ``httpx`` did (BENCHMARKS.md), which matters at hundreds of
+calls per second on two cores.
 """
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 
 import flowgate
 
@@ -14,25 +17,31 @@ import flowgate
 CONNECT_TIMEOUT_SECONDS = 10.0
 KEEPALIVE_EXPIRY_SECONDS = 30.0
 
+HttpPool = aiohttp.ClientSession
+"""The type services and providers receive."""
+
 
 def new_upstream_client(
     *, timeout_seconds: float = 120.0, max_connections: int = 1000
-) -> httpx.AsyncClient:
-    """A keep-alive ``httpx.AsyncClient`` (HTTP/1.1, follows redirects) for upstream calls.
+) -> aiohttp.ClientSession:
+    """A keep-alive client session (HTTP/1.1) for outgoing calls; call it in a running loop.
 
-    ``timeout_seconds`` bounds reading a whole answer (image generation takes tens of
-    seconds); ``max_connections`` bounds concurrent upstream requests, the rest wait
-    for a free connection. Close it with ``await client.aclose()`` at shutdown.
+    ``timeout_seconds`` bounds a whole call, waiting for a pooled connection included
+    (image generation takes tens of seconds); ``max_connections`` bounds concurrent
+    calls, the rest wait for a free connection. Cookies are never kept: one upstream
+    account's cookies must not travel with another's calls. Close it with
+    ``await client.close()`` at shutdown.
     """
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(
-            timeout_seconds, connect=min(CONNECT_TIMEOUT_SECONDS, timeout_seconds)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=max_connections,
+            limit_per_host=0,
+            keepalive_timeout=KEEPALIVE_EXPIRY_SECONDS,
         ),
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+        timeout=aiohttp.ClientTimeout(
+            total=timeout_seconds,
+            sock_connect=min(CONNECT_TIMEOUT_SECONDS, timeout_seconds),
         ),
-        follow_redirects=True,
+        cookie_jar=aiohttp.DummyCookieJar(),
         headers={"user-agent": f"flowgate/{flowgate.__version__}"},
     )

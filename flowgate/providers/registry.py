@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
-
 from flowgate.providers.base import Provider
 from flowgate.providers.gemini import GeminiProvider
+from flowgate.providers.http_pool import HttpPool
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 SANDBOX_DEFAULT_KEY = "sandbox-key"
@@ -14,7 +13,7 @@ SANDBOX_DEFAULT_KEY = "sandbox-key"
 def build_provider(
     provider: str,
     *,
-    http: httpx.AsyncClient,
+    http: HttpPool,
     api_key: str,
     base_url: str | None,
     sandbox_base_url: str,

@@ -25,6 +25,7 @@ from flowgate.storage.models import Account
 
 log = logging.getLogger("flowgate.accounts")
 HEALTH_OK = "OK"
+PROVIDER_CACHE_SIZE = 4096
 
 ProviderFactory = Callable[[str, str, str | None], Provider]
 """(provider kind, api key, base url) → provider."""
@@ -49,14 +50,26 @@ class AccountService:
         self._sessions = sessions
         self._box = box
         self._provider_factory = provider_factory
+        self._providers: dict[tuple[str, str, str | None], Provider] = {}
         self._sandbox_enabled = sandbox_enabled
         self._default_max_concurrency = default_max_concurrency
 
     def provider_for(self, account: Account) -> Provider:
-        """The provider object for an account, with its decrypted key."""
-        return self._provider_factory(
-            account.provider, self._box.decrypt(account.secret_encrypted), account.base_url
-        )
+        """The provider object for an account, with its decrypted key.
+
+        Kept per (kind, encrypted key, base URL): decrypting on every call cost more
+        than the rest of choosing an account. A changed key or URL is a new entry.
+        """
+        cache_key = (account.provider, account.secret_encrypted, account.base_url)
+        provider = self._providers.get(cache_key)
+        if provider is None:
+            if len(self._providers) >= PROVIDER_CACHE_SIZE:
+                self._providers.clear()
+            provider = self._provider_factory(
+                account.provider, self._box.decrypt(account.secret_encrypted), account.base_url
+            )
+            self._providers[cache_key] = provider
+        return provider
 
     async def upsert(self, caller: Caller, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create (True) or update (False) an account after checking its key upstream."""

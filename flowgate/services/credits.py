@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowgate.domain.errors import InvalidRequest, NotFound, SubscriptionRequired
 from flowgate.storage.models import User
+from flowgate.storage.write_queue import Write, WriteQueue
 
 DEFAULT_PRICES: dict[str, int] = {
     # per image
@@ -50,9 +51,13 @@ class CreditService:
     """Balances and the price table."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], prices: Mapping[str, int]
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        writes: WriteQueue,
+        prices: Mapping[str, int],
     ) -> None:
         self._sessions = sessions
+        self._writes = writes
         self._prices = {**DEFAULT_PRICES, **prices}
         self._unlimited_until: dict[int, float] = {}
 
@@ -68,15 +73,20 @@ class CreditService:
         seen = self._unlimited_until.get(user_id)
         if seen is not None and seen > time.monotonic():
             return 0
-        async with self._sessions.begin() as session:
-            result = await session.execute(
+
+        def apply(connection: Connection) -> tuple[bool, int | None]:
+            result = connection.execute(
                 update(User)
                 .where(User.id == user_id, User.credits.is_not(None), User.credits >= amount)
                 .values(credits=User.credits - amount)
             )
-            if result.rowcount:  # type: ignore[attr-defined]
-                return amount
-            balance = await session.scalar(select(User.credits).where(User.id == user_id))
+            if result.rowcount:
+                return True, None
+            return False, connection.scalar(select(User.credits).where(User.id == user_id))
+
+        taken, balance = await self._writes.run(apply)
+        if taken:
+            return amount
         if balance is None:
             if len(self._unlimited_until) > 10_000:
                 self._unlimited_until.clear()
@@ -84,23 +94,23 @@ class CreditService:
             return 0
         raise InsufficientCredits(amount, int(balance))
 
-    async def refund(
-        self, user_id: int, amount: int, *, session: AsyncSession | None = None
-    ) -> None:
-        """Give back a reservation (the work failed); in ``session`` when given."""
-        if amount <= 0:
-            return
+    def refund_write(self, user_id: int, amount: int) -> Write:
+        """Giving back ``amount``, as a write to commit with the job's end."""
         statement = (
             update(User)
             .where(User.id == user_id, User.credits.is_not(None))
             .values(credits=User.credits + amount)
         )
-        if session is not None:
-            # Inside the caller's transaction: a second one would wait on SQLite's lock.
-            await session.execute(statement)
-            return
-        async with self._sessions.begin() as own:
-            await own.execute(statement)
+
+        def write(connection: Connection) -> None:
+            connection.execute(statement)
+
+        return write
+
+    async def refund(self, user_id: int, amount: int) -> None:
+        """Give back a reservation (the work failed before a job held it)."""
+        if amount > 0:
+            await self._writes.run(self.refund_write(user_id, amount))
 
     async def balance(self, user_id: int) -> int | None:
         """The balance, ``None`` when unlimited."""

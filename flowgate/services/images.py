@@ -54,6 +54,7 @@ from flowgate.services.media import MediaService
 from flowgate.services.users import Caller
 from flowgate.storage import media_rows
 from flowgate.storage.models import Account, Job, Media
+from flowgate.storage.writes import insert_row
 
 log = logging.getLogger("flowgate.images")
 
@@ -120,19 +121,18 @@ class ImageService:
         )
         account_email = await self._asset_account(caller, email)
         digest = await self._media.put(data)
-        async with self._sessions.begin() as session:
-            row = await self._media.save(
-                session,
-                user_id=caller.user_id,
-                data=data,
-                kind="image",
-                source="upload",
-                mime=info.mime,
-                width=info.width,
-                height=info.height,
-                account_email=account_email,
-                digest=digest,
-            )
+        row = self._media.row(
+            user_id=caller.user_id,
+            data=data,
+            kind="image",
+            source="upload",
+            mime=info.mime,
+            width=info.width,
+            height=info.height,
+            account_email=account_email,
+            digest=digest,
+        )
+        await self._media.insert(row)
         mgid = media_generation_id(caller.user_id, account_email, "image", row.id)
         return {
             "mediaGenerationId": {"mediaGenerationId": mgid},
@@ -262,44 +262,49 @@ class ImageService:
             workflow_id = str(uuid.uuid4())
             media_entries: list[dict[str, Any]] = []
             # Files first, outside the transaction (an fsync must not hold the write lock).
-            kept = await asyncio.gather(*(self._keep(image.data) for image in outputs))
-            async with self._sessions.begin() as session:
-                for seed, image, (digest, width, height) in zip(seeds, outputs, kept, strict=False):
-                    row = await self._media.save(
-                        session,
-                        user_id=caller.user_id,
-                        data=image.data,
-                        kind="image",
-                        source="generated",
-                        mime=image.mime,
-                        width=width,
-                        height=height,
-                        account_email=account.email,
-                        model=model.name,
-                        job_id=job.id,
-                        extra={"seed": seed, "prompt": spec.prompt, "aspectRatio": aspect},
-                        digest=digest,
-                    )
-                    media_entries.append(
-                        self._media_entry(
-                            caller, account, row, spec, seed, aspect, workflow_id, references
-                        )
-                    )
-                response = {"media": media_entries}
-                missing = spec.count - len(media_entries)
-                await self._jobs.record_event(
+            if len(outputs) == 1:
+                kept = [await self._keep(outputs[0].data)]
+            else:
+                kept = await asyncio.gather(*(self._keep(image.data) for image in outputs))
+            rows: list[Media] = []
+            for seed, image, (digest, width, height) in zip(seeds, outputs, kept, strict=False):
+                row = self._media.row(
                     user_id=caller.user_id,
-                    account_email=account.email,
+                    data=image.data,
                     kind="image",
+                    source="generated",
+                    mime=image.mime,
+                    width=width,
+                    height=height,
+                    account_email=account.email,
                     model=model.name,
                     job_id=job.id,
-                    http_status=200,
-                    response_ms=elapsed_ms,
-                    session=session,
+                    extra={"seed": seed, "prompt": spec.prompt, "aspectRatio": aspect},
+                    digest=digest,
                 )
-                await self._jobs.complete(
-                    job, response, session=session, refund=unit_price * missing
+                rows.append(row)
+                media_entries.append(
+                    self._media_entry(
+                        caller, account, row, spec, seed, aspect, workflow_id, references
+                    )
                 )
+            response = {"media": media_entries}
+            missing = spec.count - len(media_entries)
+            event = self._jobs.event_write(
+                user_id=caller.user_id,
+                account_email=account.email,
+                kind="image",
+                model=model.name,
+                job_id=job.id,
+                http_status=200,
+                response_ms=elapsed_ms,
+            )
+            await self._jobs.complete(
+                job,
+                response,
+                refund=unit_price * missing,
+                with_writes=[*(insert_row(row) for row in rows), event],
+            )
         except Exception as exc:
             # Whatever went wrong, the job must not stay ``started``.
             if job is not None and not isinstance(exc, FlowgateError):
@@ -316,10 +321,10 @@ class ImageService:
         return {"jobId": job.id, **self._media.refresh_links(response)}
 
     async def _keep(self, data: bytes) -> tuple[str, int | None, int | None]:
-        """Store an output and read its size, in one worker-thread hop each."""
-        digest, (width, height) = await asyncio.gather(
-            self._media.put(data), asyncio.to_thread(_image_size, data)
-        )
+        """Store an output (worker thread) and read its size from the header (here)."""
+        digest = await self._media.put(data)
+        # Pillow reads only the header to learn the size: cheaper than a thread hop.
+        width, height = _image_size(data)
         return digest, width, height
 
     async def _call_upstream(
@@ -380,6 +385,8 @@ class ImageService:
             wanted.extend((param, ref) for ref in ids)
         check_reference_budget(spec.model, len(spec.references), character_images)
         loaded: list[LoadedReference] = []
+        if not wanted:
+            return loaded
         async with self._sessions() as session:
             for param, ref in wanted:
                 row = await media_rows.media_by_id(session, ref.media_id)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowgate.domain.errors import FlowgateError, Forbidden, Gone, InvalidRequest, NotFound
@@ -18,7 +19,9 @@ from flowgate.services import webhooks
 from flowgate.services.credits import CreditService
 from flowgate.services.users import Caller
 from flowgate.storage import listings
-from flowgate.storage.models import Job, JobEvent, Media, WebhookDelivery, row_values, table_of
+from flowgate.storage.models import Job, JobEvent, Media, WebhookDelivery
+from flowgate.storage.write_queue import Write, WriteQueue
+from flowgate.storage.writes import insert_row, insert_values, together, update_job
 
 log = logging.getLogger("flowgate.jobs")
 
@@ -77,6 +80,7 @@ class JobService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        writes: WriteQueue,
         *,
         retention: timedelta,
         refresh_urls: UrlRefresher,
@@ -85,15 +89,13 @@ class JobService:
         credits: CreditService | None = None,
     ) -> None:
         self._sessions = sessions
+        self._writes = writes
         self._retention = retention
         self._refresh_urls = refresh_urls
         self._on_enqueue = on_enqueue
         self.instance_id = instance_id
         self._credits = credits
         self._payload_renderers: dict[str, Callable[[Job], dict[str, Any]]] = {}
-        # Serializes read-modify-write of stored responses on this instance (SQLite has no
-        # row locks; PostgreSQL also gets SELECT … FOR UPDATE in add_upscale).
-        self._response_lock = asyncio.Lock()
 
     def render(self, job: Job) -> dict[str, Any]:
         """The contract's job record (GET /jobs/{jobId}, webhook payloads)."""
@@ -113,26 +115,33 @@ class JobService:
             record["code"] = job.code
         return record
 
-    async def _webhook(self, session: AsyncSession, job: Job, event: str) -> None:
+    def _webhook(self, job: Job, event: str) -> Write | None:
+        """The outbox row for ``event``, as a write (None when nothing is to be sent)."""
         if not job.reply_url:
-            return
+            return None
         front = (job.internal or {}).get("front")
         renderer = self._payload_renderers.get(front) if front else None
         if renderer is not None:
             # Other front doors (task API) call back once, when the job ends.
             if event not in ("completed", "failed"):
-                return
+                return None
             payload = renderer(job)
         else:
             payload = self.render(job)
-        await webhooks.enqueue(
-            session,
+        return functools.partial(
+            webhooks.enqueue,
             job_id=job.id,
             user_id=job.user_id,
             url=job.reply_url,
             event=event,
             payload=payload,
         )
+
+    async def _commit(self, job: Job | None, *writes: Write | None) -> None:
+        """Run ``writes`` in one transaction of the write queue; wake the webhook sender."""
+        await self._writes.run(together(*writes))
+        if job is not None:
+            self._notify(job)
 
     def add_payload_renderer(self, front: str, renderer: Callable[[Job], dict[str, Any]]) -> None:
         """Webhook bodies for jobs of another front door (``internal["front"]``)."""
@@ -154,7 +163,7 @@ class JobService:
         """A new job in ``created`` (webhook ``created``).
 
         ``start`` writes it as ``started`` at once (the ``created`` webhook still says
-        ``created``): a sync image job starts right away, so this saves a commit.
+        ``created``): a sync image job starts right away, so this saves a write.
         """
         now = datetime.now(UTC)
         job = Job(
@@ -172,28 +181,21 @@ class JobService:
             created_at=now,
             updated_at=now,
         )
-        async with self._sessions.begin() as session:
-            await self._webhook(session, job, "created")
-            if start:
-                job.status, job.started_at = "started", now
-            await session.execute(insert(table_of(Job)), row_values(job))
-        self._notify(job)
+        webhook = self._webhook(job, "created")
+        if start:
+            job.status, job.started_at = "started", now
+        await self._commit(job, webhook, insert_row(job))
         return job
 
     async def start(self, job: Job, *, webhook: bool = False) -> None:
         """``created`` → ``started``; video jobs post a ``started`` webhook, images none."""
         now = datetime.now(UTC)
         job.status, job.started_at, job.updated_at = "started", now, now
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Job)
-                .where(Job.id == job.id)
-                .values(status="started", started_at=now, updated_at=now)
-            )
-            if webhook:
-                await self._webhook(session, job, "started")
-        if webhook:
-            self._notify(job)
+        await self._commit(
+            job if webhook else None,
+            update_job(job.id, status="started", started_at=now, updated_at=now),
+            self._webhook(job, "started") if webhook else None,
+        )
 
     async def set_internal(
         self, job: Job, internal: dict[str, Any], response: dict[str, Any]
@@ -201,46 +203,40 @@ class JobService:
         """Store what a poller needs to resume, and the response so far."""
         now = datetime.now(UTC)
         job.internal, job.response, job.updated_at = internal, response, now
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Job)
-                .where(Job.id == job.id)
-                .values(internal=internal, response=response, updated_at=now)
-            )
+        await self._commit(
+            None, update_job(job.id, internal=internal, response=response, updated_at=now)
+        )
 
     async def reassign(self, job: Job, account_email: str) -> None:
         """The job moved to another account (retry after a quota failure)."""
         now = datetime.now(UTC)
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Job)
-                .where(Job.id == job.id)
-                .values(account_email=account_email, updated_at=now)
-            )
+        await self._commit(None, update_job(job.id, account_email=account_email, updated_at=now))
         job.account_email, job.updated_at = account_email, now
 
     async def adopt(self, job: Job, *, account_email: str, model: str) -> None:
         """A job created ahead (task API) gets the account and model that run it."""
         now = datetime.now(UTC)
         job.account_email, job.model, job.updated_at = account_email, model, now
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Job)
-                .where(Job.id == job.id)
-                .values(
-                    account_email=account_email, model=model, updated_at=now, internal=job.internal
-                )
-            )
+        await self._commit(
+            None,
+            update_job(
+                job.id,
+                account_email=account_email,
+                model=model,
+                updated_at=now,
+                internal=job.internal,
+            ),
+        )
 
     async def complete(
         self,
         job: Job,
         response: dict[str, Any],
         *,
-        session: AsyncSession | None = None,
         refund: int = 0,
+        with_writes: Sequence[Write] = (),
     ) -> None:
-        """``completed`` with ``response``; pass ``session`` to commit with the outputs.
+        """``completed`` with ``response``, committed together with ``with_writes``.
 
         ``refund`` gives back the part of the credit reservation that bought nothing
         (e.g. 3 of 4 images came back).
@@ -248,8 +244,7 @@ class JobService:
         now = datetime.now(UTC)
         job.status, job.response, job.updated_at, job.finished_at = "completed", response, now, now
         job.code = 200
-        await self._settle(job, refund, session)
-        await self._finish(job, "completed", session)
+        await self._finish(job, "completed", refund, with_writes)
 
     async def fail(self, job: Job, error: FlowgateError) -> None:
         """``failed`` with the error, as the contract's failed record: ``API error: N``.
@@ -263,44 +258,60 @@ class JobService:
         job.code = error.status
         job.error = f"API error: {error.status}"
         job.response = error.body()
-        await self._settle(job, int((job.internal or {}).get("reserved", 0)))
-        await self._finish(job, "failed", None)
+        await self._finish(job, "failed", int((job.internal or {}).get("reserved", 0)), ())
 
-    async def _settle(self, job: Job, refund: int, session: AsyncSession | None = None) -> None:
+    def _settle(self, job: Job, refund: int) -> Write | None:
         reserved = int((job.internal or {}).get("reserved", 0))
         refund = min(refund, reserved)
         if refund <= 0 or self._credits is None:
-            return
-        await self._credits.refund(job.user_id, refund, session=session)
+            return None
         job.internal = {**(job.internal or {}), "reserved": reserved - refund}
+        return self._credits.refund_write(job.user_id, refund)
 
-    async def _finish(self, job: Job, event: str, session: AsyncSession | None) -> None:
+    async def _finish(self, job: Job, event: str, refund: int, writes: Sequence[Write]) -> None:
+        settle = self._settle(job, refund)
         # A plain UPDATE of the changed columns: no SELECT first, unlike session.merge.
-        statement = (
-            update(Job)
-            .where(Job.id == job.id)
-            .values(
-                status=job.status,
-                response=job.response,
-                error=job.error,
-                code=job.code,
-                internal=job.internal,
-                updated_at=job.updated_at,
-                finished_at=job.finished_at,
-            )
+        finish = update_job(
+            job.id,
+            status=job.status,
+            response=job.response,
+            error=job.error,
+            code=job.code,
+            internal=job.internal,
+            updated_at=job.updated_at,
+            finished_at=job.finished_at,
         )
-        if session is not None:
-            await session.execute(statement)
-            await self._webhook(session, job, event)
-        else:
-            async with self._sessions.begin() as own:
-                await own.execute(statement)
-                await self._webhook(own, job, event)
-        self._notify(job)
+        await self._commit(job, *writes, settle, finish, self._webhook(job, event))
 
     def _notify(self, job: Job) -> None:
         if job.reply_url:
             self._on_enqueue()
+
+    @staticmethod
+    def event_write(
+        *,
+        user_id: int,
+        account_email: str,
+        kind: str,
+        model: str | None,
+        job_id: str,
+        http_status: int,
+        response_ms: int,
+    ) -> Write:
+        """One finished upstream attempt, for the 15-minute statistics, as a write."""
+        return insert_values(
+            JobEvent,
+            {
+                "user_id": user_id,
+                "account_email": account_email,
+                "kind": kind,
+                "model": model,
+                "job_id": job_id,
+                "http_status": http_status,
+                "response_ms": response_ms,
+                "finished_at": datetime.now(UTC),
+            },
+        )
 
     async def record_event(
         self,
@@ -312,28 +323,20 @@ class JobService:
         job_id: str,
         http_status: int,
         response_ms: int,
-        session: AsyncSession | None = None,
     ) -> None:
-        """One finished upstream attempt, for the 15-minute statistics.
-
-        Pass ``session`` to write it in the caller's transaction (one commit less).
-        """
-        event = JobEvent(
-            user_id=user_id,
-            account_email=account_email,
-            kind=kind,
-            model=model,
-            job_id=job_id,
-            http_status=http_status,
-            response_ms=response_ms,
-            finished_at=datetime.now(UTC),
+        """Write :meth:`event_write` on its own (a failed attempt)."""
+        await self._commit(
+            None,
+            self.event_write(
+                user_id=user_id,
+                account_email=account_email,
+                kind=kind,
+                model=model,
+                job_id=job_id,
+                http_status=http_status,
+                response_ms=response_ms,
+            ),
         )
-        statement, params = insert(table_of(JobEvent)), row_values(event)
-        if session is not None:
-            await session.execute(statement, params)
-            return
-        async with self._sessions.begin() as own:
-            await own.execute(statement, params)
 
     async def add_upscale(self, job_id: str, entry: dict[str, Any]) -> bool:
         """List an upscale result on the job that made its source (``response["upscales"]``).
@@ -341,19 +344,25 @@ class JobService:
         An entry with the same ``mediaGenerationId`` is replaced. False when the job is
         gone or purged. The record's status and ``updated`` are left as they are.
         """
-        async with self._response_lock, self._sessions.begin() as session:
-            job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
-            if job is None or job.purged:
+
+        def apply(connection: Connection) -> bool:
+            # Read and write in one queued transaction: no other write interleaves.
+            row = connection.execute(
+                select(Job.response, Job.purged).where(Job.id == job_id).with_for_update()
+            ).first()
+            if row is None or row.purged:
                 return False
-            response = dict(job.response or {})
+            response = dict(row.response or {})
             upscales = [
                 item
                 for item in response.get("upscales") or []
                 if item.get("mediaGenerationId") != entry.get("mediaGenerationId")
             ]
             response["upscales"] = [*upscales, entry]
-            job.response = response  # a new object, so the JSON column is written
-        return True
+            connection.execute(update(Job).where(Job.id == job_id).values(response=response))
+            return True
+
+        return await self._writes.run(apply)
 
     async def get(self, caller: Caller, job_id: str) -> dict[str, Any]:
         """GET /jobs/{jobId}: 400 malformed, 403 foreign, 404 unknown, 410 expired."""
@@ -371,13 +380,16 @@ class JobService:
     async def purge_expired(self) -> int:
         """Turn records past retention into tombstones (GET answers 410)."""
         cutoff = datetime.now(UTC) - self._retention
-        async with self._sessions.begin() as session:
-            result = await session.execute(
+
+        def apply(connection: Connection) -> int:
+            result = connection.execute(
                 update(Job)
                 .where(Job.created_at < cutoff, Job.purged.is_(False))
                 .values(purged=True, request={}, response=None, error=None)
             )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+            return int(result.rowcount)
+
+        return await self._writes.run(apply)
 
     async def run_maintenance(self, interval_seconds: float, stop: asyncio.Event) -> None:
         """Background loop: purge expired records."""

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowgate.domain.errors import Forbidden, InvalidRequest, NotFound
@@ -19,7 +18,9 @@ from flowgate.media import video as ffmpeg
 from flowgate.services.users import Caller
 from flowgate.storage import listings, media_rows
 from flowgate.storage.media_store import MediaStore
-from flowgate.storage.models import Media, row_values, table_of
+from flowgate.storage.models import Media
+from flowgate.storage.write_queue import WriteQueue
+from flowgate.storage.writes import insert_row, together
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class MediaService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        writes: WriteQueue,
         store: MediaStore,
         *,
         secret: str,
@@ -69,20 +71,21 @@ class MediaService:
         url_ttl_seconds: int,
     ) -> None:
         self._sessions = sessions
+        self._writes = writes
         self.store = store
         self._secret = secret
         self._public_url = public_url
         self._ttl = url_ttl_seconds
 
-    async def save(
-        self,
-        session: AsyncSession,
+    @staticmethod
+    def row(
         *,
         user_id: int,
         data: bytes,
         kind: str,
         source: str,
         mime: str,
+        digest: str,
         width: int | None = None,
         height: int | None = None,
         account_email: str | None = None,
@@ -92,16 +95,9 @@ class MediaService:
         media_id: str | None = None,
         upscale_of: str | None = None,
         upscale_resolution: str | None = None,
-        digest: str | None = None,
     ) -> Media:
-        """Add the row to ``session`` (committed by the caller), writing the bytes first.
-
-        Pass ``digest`` when the bytes were already stored with :meth:`put`: file I/O inside
-        a transaction would hold SQLite's write lock for the length of an fsync.
-        """
-        if digest is None:
-            digest = await self.store.put(data)
-        row = Media(
+        """The metadata row of bytes already stored under ``digest`` (not yet written)."""
+        return Media(
             id=media_id or new_media_id(),
             user_id=user_id,
             account_email=account_email,
@@ -119,8 +115,10 @@ class MediaService:
             upscale_resolution=upscale_resolution,
             created_at=datetime.now(UTC),
         )
-        await session.execute(insert(table_of(Media)), row_values(row))
-        return row
+
+    async def insert(self, *rows: Media) -> None:
+        """Commit metadata rows (their files were stored first with :meth:`put`)."""
+        await self._writes.run(together(*(insert_row(row) for row in rows)))
 
     async def put(self, data: bytes) -> str:
         """Store bytes durably (outside any transaction); their SHA-256."""
@@ -143,37 +141,35 @@ class MediaService:
         info = await ffmpeg.probe(data)
         thumb = await ffmpeg.first_frame_jpeg(data, max_side=640)
         video_digest, thumb_digest = await asyncio.gather(self.put(data), self.put(thumb))
-        async with self._sessions.begin() as session:
-            row = await self.save(
-                session,
-                user_id=user_id,
-                data=data,
-                kind="video",
-                source=source,
-                mime="video/mp4",
-                width=info.width,
-                height=info.height,
-                account_email=account_email,
-                model=model,
-                job_id=job_id,
-                extra={**extra, "duration": info.duration_seconds},
-                upscale_of=upscale_of,
-                upscale_resolution=upscale_resolution,
-                digest=video_digest,
-            )
-            await self.save(
-                session,
-                user_id=user_id,
-                data=thumb,
-                kind="image",
-                source="derived",
-                mime="image/jpeg",
-                account_email=account_email,
-                job_id=job_id,
-                media_id=thumbnail_id(row.id),
-                extra={"thumbnailOf": row.id},
-                digest=thumb_digest,
-            )
+        row = self.row(
+            user_id=user_id,
+            data=data,
+            kind="video",
+            source=source,
+            mime="video/mp4",
+            width=info.width,
+            height=info.height,
+            account_email=account_email,
+            model=model,
+            job_id=job_id,
+            extra={**extra, "duration": info.duration_seconds},
+            upscale_of=upscale_of,
+            upscale_resolution=upscale_resolution,
+            digest=video_digest,
+        )
+        thumb_row = self.row(
+            user_id=user_id,
+            data=thumb,
+            kind="image",
+            source="derived",
+            mime="image/jpeg",
+            account_email=account_email,
+            job_id=job_id,
+            media_id=thumbnail_id(row.id),
+            extra={"thumbnailOf": row.id},
+            digest=thumb_digest,
+        )
+        await self.insert(row, thumb_row)
         return row
 
     def signed_url(self, media_id: str, *, now: float | None = None) -> str:

@@ -412,28 +412,29 @@ class UpscaleService:
     ) -> dict[str, Any]:
         """Store the JPEG, complete the upscale job, list it on the source's job, answer."""
         width, height = upscaled_size(source.width, source.height, spec.long_side)
+        digest = await self._media.put(result.jpeg)
+        row = self._media.row(
+            user_id=caller.user_id,
+            data=result.jpeg,
+            kind="image",
+            source="derived",
+            mime="image/jpeg",
+            width=width,
+            height=height,
+            account_email=result.account_email,
+            model=result.model,
+            job_id=source.row.job_id,
+            extra={
+                "upscaler": result.upscaler,
+                "resolution": spec.resolution,
+                "upscaleJobId": result.job.id if result.job else None,
+            },
+            upscale_of=source.row.id,
+            upscale_resolution=spec.resolution,
+            digest=digest,
+        )
         try:
-            async with self._sessions.begin() as session:
-                row = await self._media.save(
-                    session,
-                    user_id=caller.user_id,
-                    data=result.jpeg,
-                    kind="image",
-                    source="derived",
-                    mime="image/jpeg",
-                    width=width,
-                    height=height,
-                    account_email=result.account_email,
-                    model=result.model,
-                    job_id=source.row.job_id,
-                    extra={
-                        "upscaler": result.upscaler,
-                        "resolution": spec.resolution,
-                        "upscaleJobId": result.job.id if result.job else None,
-                    },
-                    upscale_of=source.row.id,
-                    upscale_resolution=spec.resolution,
-                )
+            await self._media.insert(row)
         except IntegrityError:
             # Another instance stored the same upscale first: answer that one.
             stored = await self._stored(source.row.id, spec.resolution)

@@ -20,12 +20,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-from sqlalchemy import func, select, update
+import aiohttp
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowgate.domain.errors import InvalidRequest
-from flowgate.storage.models import User, WebhookDelivery
+from flowgate.providers.http_pool import HttpPool
+from flowgate.storage.models import User, WebhookDelivery, table_of
 
 log = logging.getLogger("flowgate.webhooks")
 
@@ -86,8 +87,8 @@ async def check_target(url: str, *, allow_private: bool) -> None:
             )
 
 
-async def enqueue(
-    session: AsyncSession,
+def enqueue(
+    connection: Connection,
     *,
     job_id: str,
     user_id: int,
@@ -95,22 +96,23 @@ async def enqueue(
     event: str,
     payload: dict[str, Any],
 ) -> None:
-    """Add a delivery to the outbox inside the caller's transaction."""
-    last = await session.scalar(
+    """Add a delivery to the outbox inside the caller's transaction (a queued write)."""
+    last = connection.scalar(
         select(func.max(WebhookDelivery.seq)).where(WebhookDelivery.job_id == job_id)
     )
-    session.add(
-        WebhookDelivery(
-            job_id=job_id,
-            user_id=user_id,
-            url=url,
-            event=event,
-            seq=(last or 0) + 1,
-            payload=payload,
-            state="pending",
-            attempts=0,
-            next_attempt_at=datetime.now(UTC),
-        )
+    connection.execute(
+        insert(table_of(WebhookDelivery)),
+        {
+            "job_id": job_id,
+            "user_id": user_id,
+            "url": url,
+            "event": event,
+            "seq": (last or 0) + 1,
+            "payload": payload,
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": datetime.now(UTC),
+        },
     )
 
 
@@ -120,7 +122,7 @@ class WebhookSender:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        http: httpx.AsyncClient,
+        http: HttpPool,
         *,
         allow_private: bool,
         poll_seconds: float = 0.5,
@@ -201,19 +203,19 @@ class WebhookSender:
         error: str | None = None
         try:
             await check_target(delivery.url, allow_private=self._allow_private)
-            response = await self._http.post(
+            async with self._http.post(
                 delivery.url,
-                content=body,
+                data=body,
                 headers=headers,
-                timeout=TIMEOUT_SECONDS,
-                follow_redirects=False,
-            )
-            status = response.status_code
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS),
+                allow_redirects=False,
+            ) as response:
+                status = response.status
             if not 200 <= status < 300:
                 error = f"receiver answered {status}"
         except InvalidRequest as exc:
             error = exc.message
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         await self._record(delivery, status, error)
         return 1 if error is None else 0

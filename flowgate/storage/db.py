@@ -15,10 +15,24 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from flowgate.storage.write_queue import WriteQueue
+
 
 def is_sqlite(url: str) -> bool:
     """True for the embedded SQLite backend."""
     return url.startswith("sqlite")
+
+
+def sqlite_pragmas(dbapi_connection: Any, _record: Any = None) -> None:
+    """Connection settings every SQLite connection of flowgate uses."""
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the single writer; NORMAL is durable in WAL mode
+    # except for the last transactions on power loss, which is the usual trade.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -26,17 +40,7 @@ def create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            # WAL lets readers run beside the single writer; NORMAL is durable in WAL mode
-            # except for the last transactions on power loss, which is the usual trade.
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=20, max_overflow=30, pool_pre_ping=True)
 
@@ -52,14 +56,18 @@ class SerializedWriteSessions(async_sessionmaker[AsyncSession]):
 
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine, expire_on_commit=False)
-        self._write_lock: asyncio.Lock | None = None
+        self.write_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
-        if self._write_lock is None:
-            self._write_lock = asyncio.Lock()
-        async with self._write_lock, super().begin() as session:
+        async with self.write_lock, super().begin() as session:
             yield session
+
+
+def write_queue(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> WriteQueue:
+    """The group-commit queue, taking turns with the session writers on SQLite."""
+    lock = sessions.write_lock if isinstance(sessions, SerializedWriteSessions) else None
+    return WriteQueue(engine, lock=lock, pragmas=sqlite_pragmas)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

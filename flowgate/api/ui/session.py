@@ -21,7 +21,7 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
-from flowgate.api.deps import get_runtime
+from flowgate.api.deps import runtime_of
 from flowgate.api.ui.templating import render
 from flowgate.config import ensure_secret_key
 from flowgate.domain.errors import FlowgateError, InvalidRequest, Unauthorized
@@ -55,7 +55,7 @@ def server_secret(request: Request) -> str:
     """The instance's secret key (read once, then kept on the app)."""
     secret: str | None = getattr(request.app.state, "ui_secret", None)
     if secret is None:
-        secret = ensure_secret_key(get_runtime(request).settings)
+        secret = ensure_secret_key(runtime_of(request).settings)
         request.app.state.ui_secret = secret
     return secret
 
@@ -77,7 +77,7 @@ def login_csrf(secret: str, nonce: str) -> str:
 
 def secure_cookies(request: Request) -> bool:
     """Cookies are Secure when flowgate's public URL is https."""
-    return get_runtime(request).settings.public_url.startswith("https://")
+    return runtime_of(request).settings.public_url.startswith("https://")
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
@@ -114,7 +114,7 @@ async def current_session(request: Request) -> Session:
     if not token:
         raise NotSignedIn()
     try:
-        caller = await get_runtime(request).users.authenticate(f"Bearer {token}")
+        caller = await runtime_of(request).users.authenticate(f"Bearer {token}")
     except Unauthorized:
         raise NotSignedIn() from None
     return Session(caller, session_csrf(server_secret(request), token))
@@ -140,7 +140,7 @@ async def checked_session(request: Request) -> Session:
 async def read_form(request: Request, limit: int | None = None) -> Any:
     """The POSTed form (parsed once), at most ``limit`` bytes (default: an upload + 1 MiB)."""
     if limit is None:
-        limit = get_runtime(request).settings.max_upload_bytes + 1_048_576
+        limit = runtime_of(request).settings.max_upload_bytes + 1_048_576
     declared = request.headers.get("content-length")
     if declared is None or not declared.isdigit() or int(declared) > limit:
         raise InvalidRequest(

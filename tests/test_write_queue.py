@@ -1,0 +1,140 @@
+"""The group-commit write queue on real SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, event, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from flowgate.storage.db import create_engine, session_factory, write_queue
+from flowgate.storage.migrate import migrate
+from flowgate.storage.models import Job, User
+from flowgate.storage.write_queue import WriteQueue
+from flowgate.storage.writes import insert_row, insert_values, together, update_job
+from tests.gateway import BACKENDS, create_pg_database, drop_pg_database
+
+
+@pytest.fixture(params=BACKENDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "postgres":
+        url = create_pg_database()
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'queue.sqlite'}"
+    engine = create_engine(url)
+    await migrate(engine)
+    sessions = session_factory(engine)
+    async with sessions.begin() as session:
+        session.add(User(name="owner", webhook_secret="s"))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        if request.param == "postgres":
+            drop_pg_database(url)
+
+
+def new_job(job_id: str) -> Job:
+    now = datetime.now(UTC)
+    return Job(
+        id=job_id,
+        user_id=1,
+        kind="image",
+        operation="generate",
+        status="started",
+        request={"prompt": "p"},
+        owner="test",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def job_rows(engine: AsyncEngine) -> dict[str, str]:
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(Job.id, Job.status))).all()
+    return {row.id: row.status for row in rows}
+
+
+def count_commits(queue: WriteQueue, engine: AsyncEngine) -> list[int]:
+    """Commits made by the queue's own connection (SQLite: its sync engine)."""
+    commits: list[int] = []
+    target = queue._sqlite if queue._sqlite is not None else engine.sync_engine
+    event.listen(target, "commit", lambda _connection: commits.append(1))
+    return commits
+
+
+async def test_concurrent_writes_share_commits_and_all_land(database: AsyncEngine) -> None:
+    queue = write_queue(database, session_factory(database))
+    commits = count_commits(queue, database)
+    try:
+        await asyncio.gather(*(queue.run(insert_row(new_job(f"job-{n}"))) for n in range(200)))
+        await asyncio.gather(
+            *(queue.run(update_job(f"job-{n}", status="completed")) for n in range(200))
+        )
+    finally:
+        await queue.close()
+    rows = await job_rows(database)
+    assert len(rows) == 200
+    assert set(rows.values()) == {"completed"}
+    # 400 writes went in far fewer transactions than one each.
+    assert 2 <= len(commits) <= 40
+
+
+async def test_a_failing_write_fails_only_its_caller(database: AsyncEngine) -> None:
+    queue = write_queue(database, session_factory(database))
+    try:
+        await queue.run(insert_row(new_job("taken")))
+        results = await asyncio.gather(
+            queue.run(insert_row(new_job("first"))),
+            queue.run(insert_row(new_job("taken"))),  # duplicate primary key
+            queue.run(insert_row(new_job("second"))),
+            return_exceptions=True,
+        )
+    finally:
+        await queue.close()
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], IntegrityError)
+    assert set(await job_rows(database)) == {"taken", "first", "second"}
+
+
+async def test_writes_of_one_unit_commit_together_or_not_at_all(database: AsyncEngine) -> None:
+    queue = write_queue(database, session_factory(database))
+    try:
+        await queue.run(insert_row(new_job("kept")))
+        with pytest.raises(IntegrityError):
+            await queue.run(
+                together(
+                    update_job("kept", status="completed"),
+                    insert_values(Job, {"id": "kept", "user_id": 1}),  # fails: duplicate
+                )
+            )
+    finally:
+        await queue.close()
+    assert await job_rows(database) == {"kept": "started"}
+
+
+async def test_results_come_back_and_session_writers_take_turns(database: AsyncEngine) -> None:
+    sessions = session_factory(database)
+    queue = write_queue(database, sessions)
+
+    def count_jobs(connection: Connection) -> int:
+        return int(connection.scalar(select(func.count()).select_from(Job)) or 0)
+
+    async def session_writer(n: int) -> None:
+        async with sessions.begin() as session:
+            session.add(new_job(f"session-{n}"))
+
+    try:
+        await asyncio.gather(
+            *(queue.run(insert_row(new_job(f"queued-{n}"))) for n in range(50)),
+            *(session_writer(n) for n in range(20)),
+        )
+        total = await queue.run(count_jobs)
+    finally:
+        await queue.close()
+    assert total == 70

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert
+from sqlalchemy import Connection, Insert, bindparam, insert
 
 from flowgate.storage.models import Base, Job, row_values, table_of
 from flowgate.storage.write_queue import Write
@@ -15,9 +16,15 @@ def insert_row(row: Base) -> Write:
     return insert_values(type(row), row_values(row))
 
 
+@functools.cache
+def _insert_of(model: type[Base]) -> Insert:
+    # One statement object per table: its cache key is computed once, not per row.
+    return insert(table_of(model))
+
+
 def insert_values(model: type[Base], values: dict[str, Any]) -> Write:
     """INSERT one row of ``model`` from column values (column defaults fill the rest)."""
-    statement = insert(table_of(model))
+    statement = _insert_of(model)
 
     def write(connection: Connection) -> None:
         connection.execute(statement, values)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from flowgate.api.body import read_fields, read_limited
-from flowgate.api.deps import CallerDep, RuntimeDep
+from flowgate.api.deps import CallerDep, RuntimeDep, runtime_of
 from flowgate.domain.errors import InvalidRequest
 
 router = APIRouter(tags=["images"])
@@ -89,10 +89,9 @@ async def upload_asset_for(
 
 
 @router.post("/images", openapi_extra=_IMAGE_BODY, summary="Generate images (sync)")
-async def generate_images(
-    request: Request, runtime: RuntimeDep, caller: CallerDep
-) -> dict[str, Any]:
+async def generate_images(request: Request, caller: CallerDep) -> dict[str, Any]:
     """JSON or multipart/form-data; answers when the images are stored."""
+    runtime = runtime_of(request)  # not a dependency: each one costs on the busiest route
     fields, files = await read_fields(request, runtime.settings.max_json_bytes)
     if files:
         raise InvalidRequest(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, event, func, select
+from sqlalchemy import Connection, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -138,3 +139,38 @@ async def test_results_come_back_and_session_writers_take_turns(database: AsyncE
     finally:
         await queue.close()
     assert total == 70
+
+
+@pytest.fixture
+async def postgres(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    url = create_pg_database()
+    engine = create_engine(url)
+    await migrate(engine)
+    async with session_factory(engine).begin() as session:
+        session.add(User(name="owner", webhook_secret="s"))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        drop_pg_database(url)
+
+
+async def test_queue_reconnects_after_its_connection_is_killed(postgres: AsyncEngine) -> None:
+    queue = write_queue(postgres, session_factory(postgres))
+    try:
+        await queue.run(insert_row(new_job("before")))
+        async with postgres.connect() as admin:
+            killed = await admin.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        assert killed >= 1  # the queue's own connection was among them
+        # The batch that meets the dead connection may fail; the queue must not stay broken.
+        with contextlib.suppress(Exception):
+            await queue.run(insert_row(new_job("during")))
+        await queue.run(insert_row(new_job("after")))
+    finally:
+        await queue.close()
+    assert {"before", "after"} <= set(await job_rows(postgres))

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger("flowgate.writes")
@@ -93,6 +93,7 @@ class WriteQueue:
         self._thread: ThreadPoolExecutor | None = None
         self._sqlite: Engine | None = None
         self._sqlite_connection: Connection | None = None
+        self._connection: AsyncConnection | None = None
         if engine.dialect.name == "sqlite":
             self._sqlite = _sqlite_sync_engine(engine, pragmas)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="flowgate-writes")
@@ -136,20 +137,44 @@ class WriteQueue:
         if self._thread is not None:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, self._execute_sqlite, writes)
-        async with self._engine.connect() as connection:
-            return await connection.run_sync(_apply, writes)
+        # One connection kept for the queue: a pool checkout (with its pre-ping) per
+        # batch cost more than the batch's statements.
+        if self._connection is None:
+            self._connection = await self._engine.connect()
+        try:
+            return await self._connection.run_sync(_apply, writes)
+        finally:
+            if self._connection.invalidated:  # the server went away: start afresh next time
+                await self._drop_connection()
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     def _execute_sqlite(self, writes: list[Write]) -> list[tuple[bool, Any]]:
         assert self._sqlite is not None
         if self._sqlite_connection is None:
             self._sqlite_connection = self._sqlite.connect()
-        return _apply(self._sqlite_connection, writes)
+        try:
+            return _apply(self._sqlite_connection, writes)
+        finally:
+            if self._sqlite_connection.invalidated:
+                self._close_sqlite_connection()
+
+    def _close_sqlite_connection(self) -> None:
+        connection, self._sqlite_connection = self._sqlite_connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     async def close(self) -> None:
         """Finish what is queued, then release the connection and thread."""
         if self._drainer is not None:
             with contextlib.suppress(Exception):
                 await self._drainer
+        await self._drop_connection()
         if self._thread is not None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._thread, self._close_sqlite)
@@ -157,8 +182,6 @@ class WriteQueue:
             self._thread = None
 
     def _close_sqlite(self) -> None:
-        if self._sqlite_connection is not None:
-            self._sqlite_connection.close()
-            self._sqlite_connection = None
+        self._close_sqlite_connection()
         if self._sqlite is not None:
             self._sqlite.dispose()

@@ -475,3 +475,25 @@ def test_parse_google_error_from_a_list_wrapper() -> None:
     info = parse_google_error(429, body)
     assert (info.code, info.message, info.status) == (429, "slow down", "RESOURCE_EXHAUSTED")
     assert info.raw == {"code": 429, "message": "slow down", "status": "RESOURCE_EXHAUSTED"}
+
+
+async def test_pool_keeps_no_cookies_between_calls() -> None:
+    """One account's upstream cookies must never ride along with another's calls."""
+
+    async def set_cookie(request: Request) -> Response:
+        answer = PlainTextResponse("ok")
+        answer.set_cookie("session", "account-a")
+        return answer
+
+    async def echo(request: Request) -> Response:
+        return JSONResponse({"cookie": request.headers.get("cookie")})
+
+    app = Starlette(routes=[Route("/set", set_cookie), Route("/echo", echo)])
+    async with served(app) as url, new_upstream_client() as http:
+        # A host name, not an IP: cookie jars ignore cookies of bare IP addresses.
+        base = url.replace("127.0.0.1", "localhost")
+        async with http.get(f"{base}/set") as first:
+            assert first.status == 200
+            assert "session=account-a" in first.headers["set-cookie"]
+        async with http.get(f"{base}/echo") as second:
+            assert (await second.json())["cookie"] is None

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
                 "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
                 f"(got {value.split('://')[0]!r})"
             )
+        if value.startswith("sqlite") and (":memory:" in value or value.rstrip("/").endswith(":")):
+            # Two connections (readers and the write queue) must see one database.
+            raise ValueError("an in-memory SQLite database is not supported: give a file path")
         return value
 
     @field_validator("public_url")

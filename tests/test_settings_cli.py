@@ -39,6 +39,14 @@ def test_bad_settings_fail_with_one_line(tmp_path) -> None:
         assert name in lines[0], lines[0]
 
 
+def test_in_memory_sqlite_is_refused(tmp_path) -> None:
+    for url in ("sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite://"):
+        result = _serve_with({"FLOWGATE_DATABASE_URL": url}, tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "FLOWGATE_DATABASE_URL" in result.stderr
+        assert "in-memory SQLite database is not supported" in result.stderr
+
+
 def test_unknown_toml_key_fails_clearly(tmp_path) -> None:
     config = tmp_path / "flowgate.toml"
     config.write_text("[flowgate]\nprot = 1\n")

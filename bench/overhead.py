@@ -20,6 +20,7 @@ and prints where its CPU goes.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import shutil
 import subprocess
@@ -174,7 +175,7 @@ def main() -> None:
     machine = machine_line()
     print(machine)
     rows: list[dict[str, Any]] = []
-    with Scratch() as work, Sandbox(work).start() as sandbox:
+    with Scratch(keep=bool(os.environ.get("FLOWGATE_BENCH_KEEP"))) as work, Sandbox(work).start() as sandbox:
         with Flowgate(work, backend=args.backend).start() as gateway:
             gateway.add_sandbox_account(
                 gateway.token, "bench@example.com", sandbox, api_key=API_KEY, max_concurrency=1000
@@ -209,6 +210,12 @@ def main() -> None:
                     profiler.wait(timeout=args.warmup + args.duration + 60)
                     time.sleep(0.5)
                     print(summarize_profile(args.profile / f"flowgate-c{level}.txt"))
+            if any(r["ok"] < r["requests"] for r in rows):
+                # The scratch directory goes with the run: show why requests failed now.
+                print("server errors (flowgate log):")
+                for line in gateway.log.read_text().splitlines():
+                    if '"ERROR"' in line or "Traceback" in line:
+                        print("  " + line[:2000])
     print(f"backend: {args.backend}; window {args.duration:g} s after {args.warmup:g} s warm-up")
     print(
         "| via | conc | req/s | p50 ms | p95 ms | p99 ms | flowgate CPU ms/req "

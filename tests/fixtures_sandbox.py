@@ -83,11 +83,16 @@ def sandbox_url() -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on a loopback port in this event loop; its base URL."""
+async def served(app: Any, **config: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a loopback port in this event loop; its base URL.
+
+    ``config`` goes to ``uvicorn.Config`` (e.g. ``timeout_keep_alive``).
+    """
     port = free_loopback_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **config
+        )
     )
     task = asyncio.create_task(server.serve())
     try:

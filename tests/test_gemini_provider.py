@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -497,3 +498,31 @@ async def test_pool_keeps_no_cookies_between_calls() -> None:
             assert "session=account-a" in first.headers["set-cookie"]
         async with http.get(f"{base}/echo") as second:
             assert (await second.json())["cookie"] is None
+
+
+async def test_upstream_closing_idle_connections_is_no_crash() -> None:
+    """An upstream that drops idle keep-alive connections (as Google's front ends do):
+    the next calls reuse nothing stale and succeed, or fail as "unreachable" (503)."""
+    seen: list[dict[str, Any]] = []
+    async with (
+        served(odd_upstream(seen), timeout_keep_alive=0.2) as url,
+        new_upstream_client() as http,
+    ):
+        provider = GeminiProvider(http, base_url=url, api_key=KEY)
+        outcomes: list[str] = []
+        for _ in range(4):
+            await asyncio.gather(
+                *(
+                    provider.generate_content_image(ContentImageRequest("echo", "x"))
+                    for _ in range(4)
+                )
+            )
+            await asyncio.sleep(0.4)  # the server has closed every idle connection by now
+            try:
+                await provider.generate_content_image(ContentImageRequest("echo", "x"))
+                outcomes.append("ok")
+            except UpstreamUnreachable as exc:
+                assert exc.status == 503
+                outcomes.append("unreachable")
+    assert outcomes.count("ok") >= 3, outcomes
+    assert len(seen) >= 19

@@ -479,7 +479,7 @@ class GeminiProvider:
                         headers = {}
                     continue
                 break
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:  # TimeoutError is an OSError
             detail = redact(str(exc), self._api_key) or exc.__class__.__name__
             raise UpstreamUnreachable(f"could not download from {url.host}: {detail}") from None
         if status != 200:
@@ -514,7 +514,8 @@ class GeminiProvider:
             raise UpstreamUnreachable(
                 f"upstream {self._host()} timed out on {what} ({exc.__class__.__name__})"
             ) from None
-        except (aiohttp.ClientError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            # OSError too: a socket error aiohttp does not wrap is still "unreachable".
             detail = redact(str(exc), self._api_key) or exc.__class__.__name__
             raise UpstreamUnreachable(
                 f"could not reach upstream {self._host()} for {what}: {detail}"

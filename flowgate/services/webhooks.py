@@ -215,7 +215,7 @@ class WebhookSender:
                 error = f"receiver answered {status}"
         except InvalidRequest as exc:
             error = exc.message
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:  # TimeoutError is an OSError
             error = f"{type(exc).__name__}: {exc}"[:500]
         await self._record(delivery, status, error)
         return 1 if error is None else 0

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, event, func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flowgate.services.credits import CreditService
 from flowgate.storage.db import create_engine, session_factory, write_queue
 from flowgate.storage.migrate import migrate
 from flowgate.storage.models import Job, User
-from flowgate.storage.write_queue import WriteQueue
+from flowgate.storage.write_queue import IDLE_RECHECK_SECONDS, QueueClosed, WriteQueue
 from flowgate.storage.writes import insert_row, insert_values, together, update_job
 from tests.gateway import BACKENDS, create_pg_database, drop_pg_database
 
@@ -155,22 +156,66 @@ async def postgres(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
         drop_pg_database(url)
 
 
+async def kill_other_backends(engine: AsyncEngine) -> int:
+    async with engine.connect() as admin:
+        killed = await admin.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    return int(killed or 0)
+
+
 async def test_queue_reconnects_after_its_connection_is_killed(postgres: AsyncEngine) -> None:
     queue = write_queue(postgres, session_factory(postgres))
     try:
         await queue.run(insert_row(new_job("before")))
-        async with postgres.connect() as admin:
-            killed = await admin.scalar(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-        assert killed >= 1  # the queue's own connection was among them
-        # The batch that meets the dead connection may fail; the queue must not stay broken.
-        with contextlib.suppress(Exception):
-            await queue.run(insert_row(new_job("during")))
+        assert await kill_other_backends(postgres) >= 1  # the queue's connection among them
+        # A quiet second later (a restart, a proxy's idle timeout): a lone write must
+        # not meet the dead connection.
+        await asyncio.sleep(IDLE_RECHECK_SECONDS + 0.2)
+        await queue.run(insert_row(new_job("after-idle")))
+        # Killed while busy: the batch that meets the dead connection may fail, the
+        # queue must not stay broken.
+        assert await kill_other_backends(postgres) >= 1
+        with contextlib.suppress(DBAPIError):
+            await queue.run(insert_row(new_job("busy")))
         await queue.run(insert_row(new_job("after")))
     finally:
         await queue.close()
-    assert {"before", "after"} <= set(await job_rows(postgres))
+    assert {"before", "after-idle", "after"} <= set(await job_rows(postgres))
+
+
+async def test_writes_after_close_are_refused(database: AsyncEngine) -> None:
+    queue = write_queue(database, session_factory(database))
+    await queue.run(insert_row(new_job("kept")))
+    await queue.close()
+    with pytest.raises(QueueClosed):
+        await queue.run(insert_row(new_job("late")))
+    assert set(await job_rows(database)) == {"kept"}
+
+
+async def test_cancelled_reservation_is_given_back(database: AsyncEngine) -> None:
+    """A client that goes away while its credits are being reserved is not charged."""
+    sessions = session_factory(database)
+    queue = write_queue(database, sessions)
+    credits = CreditService(sessions, queue, {})
+    async with sessions.begin() as session:
+        user = User(name="payer", webhook_secret="s", credits=10)
+        session.add(user)
+    try:
+        reserving = asyncio.create_task(credits.reserve(user.id, 3))
+        await asyncio.sleep(0)  # queued, not yet committed
+        reserving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reserving
+        for _ in range(100):  # the deduction commits, then the refund
+            if await credits.balance(user.id) == 10:
+                break
+            await asyncio.sleep(0.02)
+        assert await credits.balance(user.id) == 10
+        assert await credits.reserve(user.id, 4) == 4  # and reserving still works
+        assert await credits.balance(user.id) == 6
+    finally:
+        await queue.close()

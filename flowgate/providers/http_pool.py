@@ -26,11 +26,13 @@ def new_upstream_client(
 ) -> aiohttp.ClientSession:
     """A keep-alive client session (HTTP/1.1) for outgoing calls; call it in a running loop.
 
-    ``timeout_seconds`` bounds a whole call, waiting for a pooled connection included
-    (image generation takes tens of seconds); ``max_connections`` bounds concurrent
-    calls, the rest wait for a free connection. Cookies are never kept: one upstream
-    account's cookies must not travel with another's calls. Close it with
-    ``await client.close()`` at shutdown.
+    ``timeout_seconds`` bounds getting a connection (a free pooled one included) and
+    each wait for answer bytes, not the whole call: a generation may take tens of
+    seconds and a video download longer, as long as bytes keep coming.
+    ``max_connections`` bounds concurrent calls, the rest wait for a free connection.
+    Cookies are never kept: one upstream account's cookies must not travel with
+    another's calls. Proxy settings come from the environment (``HTTPS_PROXY``,
+    ``NO_PROXY``). Close it with ``await client.close()`` at shutdown.
     """
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(
@@ -39,9 +41,12 @@ def new_upstream_client(
             keepalive_timeout=KEEPALIVE_EXPIRY_SECONDS,
         ),
         timeout=aiohttp.ClientTimeout(
-            total=timeout_seconds,
+            total=None,
+            connect=timeout_seconds,
             sock_connect=min(CONNECT_TIMEOUT_SECONDS, timeout_seconds),
+            sock_read=timeout_seconds,
         ),
         cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=True,
         headers={"user-agent": f"flowgate/{flowgate.__version__}"},
     )

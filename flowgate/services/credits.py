@@ -7,6 +7,8 @@ requests can never overdraw.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Mapping
 
@@ -60,6 +62,7 @@ class CreditService:
         self._writes = writes
         self._prices = {**DEFAULT_PRICES, **prices}
         self._unlimited_until: dict[int, float] = {}
+        self._undoing: set[asyncio.Task[None]] = set()
 
     def price(self, item: str, units: int = 1) -> int:
         """What ``units`` of ``item`` (a model or an operation) cost; unknown items are free."""
@@ -84,7 +87,13 @@ class CreditService:
                 return True, None
             return False, connection.scalar(select(User.credits).where(User.id == user_id))
 
-        taken, balance = await self._writes.run(apply)
+        outcome = self._writes.submit(apply)
+        try:
+            taken, balance = await asyncio.shield(outcome)
+        except asyncio.CancelledError:
+            # The caller is gone but the deduction may still commit: give it back then.
+            outcome.add_done_callback(functools.partial(self._undo_reservation, user_id, amount))
+            raise
         if taken:
             return amount
         if balance is None:
@@ -93,6 +102,15 @@ class CreditService:
             self._unlimited_until[user_id] = time.monotonic() + 1.0
             return 0
         raise InsufficientCredits(amount, int(balance))
+
+    def _undo_reservation(
+        self, user_id: int, amount: int, outcome: asyncio.Future[tuple[bool, int | None]]
+    ) -> None:
+        if outcome.cancelled() or outcome.exception() is not None or not outcome.result()[0]:
+            return
+        task = asyncio.get_running_loop().create_task(self.refund(user_id, amount))
+        self._undoing.add(task)
+        task.add_done_callback(self._undoing.discard)
 
     def refund_write(self, user_id: int, amount: int) -> Write:
         """Giving back ``amount``, as a write to commit with the job's end."""

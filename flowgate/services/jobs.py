@@ -67,6 +67,18 @@ def _choice(value: str | None, allowed: tuple[str, ...], name: str) -> str | Non
     return value
 
 
+_ENDING_FIELDS = ("status", "response", "error", "code", "internal", "updated_at", "finished_at")
+
+
+def _ending_state(job: Job) -> tuple[Any, ...]:
+    return tuple(getattr(job, name) for name in _ENDING_FIELDS)
+
+
+def _restore_ending_state(job: Job, state: tuple[Any, ...]) -> None:
+    for name, value in zip(_ENDING_FIELDS, state, strict=True):
+        setattr(job, name, value)
+
+
 def page_size(limit: int) -> int:
     """Check a page size: 1 to :data:`MAX_PAGE_SIZE`."""
     if not 1 <= limit <= MAX_PAGE_SIZE:
@@ -242,9 +254,15 @@ class JobService:
         (e.g. 3 of 4 images came back).
         """
         now = datetime.now(UTC)
+        before = _ending_state(job)
         job.status, job.response, job.updated_at, job.finished_at = "completed", response, now, now
         job.code = 200
-        await self._finish(job, "completed", refund, with_writes)
+        try:
+            await self._finish(job, "completed", refund, with_writes)
+        except BaseException:
+            # Not stored: the job is still running, so ``fail`` can still end it.
+            _restore_ending_state(job, before)
+            raise
 
     async def fail(self, job: Job, error: FlowgateError) -> None:
         """``failed`` with the error, as the contract's failed record: ``API error: N``.
@@ -254,11 +272,16 @@ class JobService:
         if job.status in ("completed", "failed"):
             return
         now = datetime.now(UTC)
+        before = _ending_state(job)
         job.status, job.updated_at, job.finished_at = "failed", now, now
         job.code = error.status
         job.error = f"API error: {error.status}"
         job.response = error.body()
-        await self._finish(job, "failed", int((job.internal or {}).get("reserved", 0)), ())
+        try:
+            await self._finish(job, "failed", int((job.internal or {}).get("reserved", 0)), ())
+        except BaseException:
+            _restore_ending_state(job, before)
+            raise
 
     def _settle(self, job: Job, refund: int) -> Write | None:
         reserved = int((job.internal or {}).get("reserved", 0))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -37,6 +38,7 @@ Write = Callable[[Connection], Any]
 """Synchronous Core work on a connection inside the batch's transaction."""
 
 MAX_BATCH = 512
+IDLE_RECHECK_SECONDS = 1.0
 
 
 class _Pending:
@@ -76,8 +78,17 @@ def _sqlite_sync_engine(async_engine: AsyncEngine, pragmas: Callable[..., None])
     return engine
 
 
+class QueueClosed(RuntimeError):
+    """A write was sent after shutdown began."""
+
+
 class WriteQueue:
-    """Runs writes in shared transactions; ``run`` returns after the commit."""
+    """Runs writes in shared transactions; ``run`` returns after the commit.
+
+    A write that was queued commits even if its caller is cancelled meanwhile (as a
+    request whose client went away): callers that must undo work on cancellation use
+    :meth:`submit` and look at the outcome themselves.
+    """
 
     def __init__(
         self,
@@ -90,21 +101,29 @@ class WriteQueue:
         self._lock = lock
         self._pending: list[_Pending] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._closed = False
         self._thread: ThreadPoolExecutor | None = None
         self._sqlite: Engine | None = None
         self._sqlite_connection: Connection | None = None
         self._connection: AsyncConnection | None = None
+        self._connection_used = 0.0
         if engine.dialect.name == "sqlite":
             self._sqlite = _sqlite_sync_engine(engine, pragmas)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="flowgate-writes")
 
-    async def run(self, write: Callable[[Connection], T]) -> T:
-        """Run ``write`` in the next batch; its result once committed, or its error."""
+    def submit(self, write: Callable[[Connection], T]) -> asyncio.Future[T]:
+        """Queue ``write``; the future holds its result once committed, or its error."""
+        if self._closed:
+            raise QueueClosed("flowgate is shutting down; the write was not made")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(write, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
-        return await future
+        return future
+
+    async def run(self, write: Callable[[Connection], T]) -> T:
+        """Run ``write`` in the next batch; its result once committed, or its error."""
+        return await self.submit(write)
 
     async def _drain(self) -> None:
         while self._pending:
@@ -116,14 +135,13 @@ class WriteQueue:
                         outcomes = await self._execute(writes)
                 else:
                     outcomes = await self._execute(writes)
-            except BaseException as error:  # the connection itself failed: tell everyone
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(
-                            error if isinstance(error, Exception) else RuntimeError(str(error))
-                        )
-                if isinstance(error, asyncio.CancelledError):
-                    raise
+            except asyncio.CancelledError:
+                # Torn down (loop closing): nobody waits forever on a write never made.
+                stranded, self._pending = batch + self._pending, []
+                _fail_all(stranded, QueueClosed("flowgate stopped before the write was made"))
+                raise
+            except Exception as error:  # the connection itself failed: tell this batch
+                _fail_all(batch, error)
                 continue
             for item, (ok, value) in zip(batch, outcomes, strict=True):
                 if item.future.done():  # its caller was cancelled
@@ -138,9 +156,15 @@ class WriteQueue:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, self._execute_sqlite, writes)
         # One connection kept for the queue: a pool checkout (with its pre-ping) per
-        # batch cost more than the batch's statements.
+        # batch cost more than the batch's statements. After a quiet second it goes
+        # back through the pool, whose pre-ping replaces a connection the server or a
+        # proxy dropped meanwhile (a lone write would otherwise fail on it).
+        now = time.monotonic()
+        if self._connection is not None and now - self._connection_used > IDLE_RECHECK_SECONDS:
+            await self._drop_connection()
         if self._connection is None:
             self._connection = await self._engine.connect()
+        self._connection_used = now
         try:
             return await self._connection.run_sync(_apply, writes)
         finally:
@@ -170,9 +194,10 @@ class WriteQueue:
                 connection.close()
 
     async def close(self) -> None:
-        """Finish what is queued, then release the connection and thread."""
+        """Finish what is queued, refuse new writes, release the connection and thread."""
+        self._closed = True
         if self._drainer is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._drainer
         await self._drop_connection()
         if self._thread is not None:
@@ -185,3 +210,9 @@ class WriteQueue:
         self._close_sqlite_connection()
         if self._sqlite is not None:
             self._sqlite.dispose()
+
+
+def _fail_all(items: list[_Pending], error: BaseException) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)

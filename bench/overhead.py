@@ -20,8 +20,8 @@ and prints where its CPU goes.
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -175,7 +175,8 @@ def main() -> None:
     machine = machine_line()
     print(machine)
     rows: list[dict[str, Any]] = []
-    with Scratch(keep=bool(os.environ.get("FLOWGATE_BENCH_KEEP"))) as work, Sandbox(work).start() as sandbox:
+    keep = bool(os.environ.get("FLOWGATE_BENCH_KEEP"))
+    with Scratch(keep=keep) as work, Sandbox(work).start() as sandbox:
         with Flowgate(work, backend=args.backend).start() as gateway:
             gateway.add_sandbox_account(
                 gateway.token, "bench@example.com", sandbox, api_key=API_KEY, max_concurrency=1000

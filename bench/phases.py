@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import pstats
 import functools
 import gc
+import pstats
 import threading
 import time
 from collections import defaultdict

@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from PIL import Image
 from starlette.applications import Starlette
@@ -526,3 +527,24 @@ async def test_upstream_closing_idle_connections_is_no_crash() -> None:
                 outcomes.append("unreachable")
     assert outcomes.count("ok") >= 3, outcomes
     assert len(seen) >= 19
+
+
+async def test_pool_uses_a_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY/HTTPS_PROXY are honoured (read when the pool is made)."""
+
+    async def proxy(request: Request) -> Response:
+        return JSONResponse({"via": "proxy", "host": request.headers.get("host")})
+
+    app = Starlette(routes=[Route("/{path:path}", proxy)])
+    async with served(app) as proxy_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with new_upstream_client() as http:
+            async with http.get("http://upstream.invalid/v1beta/models") as answer:
+                assert await answer.json() == {"via": "proxy", "host": "upstream.invalid"}
+        monkeypatch.delenv("HTTP_PROXY")
+        async with new_upstream_client() as http:
+            with pytest.raises(aiohttp.ClientError):  # no proxy: the name does not resolve
+                async with http.get("http://upstream.invalid/v1beta/models"):
+                    pass

@@ -49,7 +49,7 @@ from flowgate.services import webhooks
 from flowgate.services.accounts import AccountService
 from flowgate.services.characters import CharacterService
 from flowgate.services.credits import CreditService
-from flowgate.services.jobs import JobService
+from flowgate.services.jobs import JobService, UpstreamAttempt
 from flowgate.services.media import MediaService
 from flowgate.services.users import Caller
 from flowgate.storage import media_rows
@@ -226,13 +226,15 @@ class ImageService:
                     break
                 except FlowgateError as exc:
                     await self._jobs.record_event(
-                        user_id=caller.user_id,
-                        account_email=account.email,
-                        kind="image",
-                        model=model.name,
-                        job_id=job.id,
-                        http_status=exc.status,
-                        response_ms=int((time.perf_counter() - started) * 1000),
+                        UpstreamAttempt(
+                            user_id=caller.user_id,
+                            account_email=account.email,
+                            kind="image",
+                            model=model.name,
+                            job_id=job.id,
+                            http_status=exc.status,
+                            response_ms=int((time.perf_counter() - started) * 1000),
+                        )
                     )
                     retry = False
                     if isinstance(exc, UpstreamError) and not isinstance(exc, ContentBlocked):
@@ -291,13 +293,15 @@ class ImageService:
             response = {"media": media_entries}
             missing = spec.count - len(media_entries)
             event = self._jobs.event_write(
-                user_id=caller.user_id,
-                account_email=account.email,
-                kind="image",
-                model=model.name,
-                job_id=job.id,
-                http_status=200,
-                response_ms=elapsed_ms,
+                UpstreamAttempt(
+                    user_id=caller.user_id,
+                    account_email=account.email,
+                    kind="image",
+                    model=model.name,
+                    job_id=job.id,
+                    http_status=200,
+                    response_ms=elapsed_ms,
+                )
             )
             await self._jobs.complete(
                 job,

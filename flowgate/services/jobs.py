@@ -42,6 +42,19 @@ MAX_PAGE_SIZE = 200
 
 
 @dataclass(frozen=True)
+class UpstreamAttempt:
+    """One finished upstream call, for the 15-minute statistics (a ``job_events`` row)."""
+
+    user_id: int
+    account_email: str
+    kind: str
+    model: str | None
+    job_id: str
+    http_status: int
+    response_ms: int
+
+
+@dataclass(frozen=True)
 class JobListing:
     """A job as the dashboard shows it: the row, its outputs, and (detail only) deliveries."""
 
@@ -311,55 +324,13 @@ class JobService:
             self._on_enqueue()
 
     @staticmethod
-    def event_write(
-        *,
-        user_id: int,
-        account_email: str,
-        kind: str,
-        model: str | None,
-        job_id: str,
-        http_status: int,
-        response_ms: int,
-    ) -> Write:
-        """One finished upstream attempt, for the 15-minute statistics, as a write."""
-        return insert_values(
-            JobEvent,
-            {
-                "user_id": user_id,
-                "account_email": account_email,
-                "kind": kind,
-                "model": model,
-                "job_id": job_id,
-                "http_status": http_status,
-                "response_ms": response_ms,
-                "finished_at": datetime.now(UTC),
-            },
-        )
+    def event_write(attempt: UpstreamAttempt) -> Write:
+        """``attempt`` as a write, to commit with the rest of a job's end."""
+        return insert_values(JobEvent, {**vars(attempt), "finished_at": datetime.now(UTC)})
 
-    async def record_event(
-        self,
-        *,
-        user_id: int,
-        account_email: str,
-        kind: str,
-        model: str | None,
-        job_id: str,
-        http_status: int,
-        response_ms: int,
-    ) -> None:
-        """Write :meth:`event_write` on its own (a failed attempt)."""
-        await self._commit(
-            None,
-            self.event_write(
-                user_id=user_id,
-                account_email=account_email,
-                kind=kind,
-                model=model,
-                job_id=job_id,
-                http_status=http_status,
-                response_ms=response_ms,
-            ),
-        )
+    async def record_event(self, attempt: UpstreamAttempt) -> None:
+        """Write ``attempt`` on its own (a failed attempt)."""
+        await self._commit(None, self.event_write(attempt))
 
     async def add_upscale(self, job_id: str, entry: dict[str, Any]) -> bool:
         """List an upscale result on the job that made its source (``response["upscales"]``).

@@ -56,7 +56,7 @@ from flowgate.media.images import lanczos_jpeg
 from flowgate.providers.base import ContentImageRequest, InlineImage
 from flowgate.services.accounts import AccountService
 from flowgate.services.credits import CreditService
-from flowgate.services.jobs import JobService, iso
+from flowgate.services.jobs import JobService, UpstreamAttempt, iso
 from flowgate.services.media import MediaService
 from flowgate.services.users import Caller
 from flowgate.storage import accounts as account_rows
@@ -396,13 +396,15 @@ class UpscaleService:
         self, caller: Caller, account: Account, job: Job, status: int, started: float
     ) -> None:
         await self._jobs.record_event(
-            user_id=caller.user_id,
-            account_email=account.email,
-            kind="image",
-            model=UPSCALE_MODEL,
-            job_id=job.id,
-            http_status=status,
-            response_ms=int((time.perf_counter() - started) * 1000),
+            UpstreamAttempt(
+                user_id=caller.user_id,
+                account_email=account.email,
+                kind="image",
+                model=UPSCALE_MODEL,
+                job_id=job.id,
+                http_status=status,
+                response_ms=int((time.perf_counter() - started) * 1000),
+            )
         )
 
     # ------------------------------------------------------------------ keeping and answering

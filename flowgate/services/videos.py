@@ -63,7 +63,7 @@ from flowgate.providers.base import InlineImage, VideoStartRequest
 from flowgate.services import webhooks
 from flowgate.services.accounts import AccountService
 from flowgate.services.credits import CreditService
-from flowgate.services.jobs import JobService, iso
+from flowgate.services.jobs import JobService, UpstreamAttempt, iso
 from flowgate.services.media import MediaService
 from flowgate.services.users import Caller
 from flowgate.storage import accounts as account_rows
@@ -301,13 +301,15 @@ class VideoService:
             )
         if first_error is not None and all(op["state"] == "failed" for op in operations):
             await self._jobs.record_event(
-                user_id=caller.user_id,
-                account_email=account.email,
-                kind="video",
-                model=job.model,
-                job_id=job.id,
-                http_status=first_error.status,
-                response_ms=int((time.perf_counter() - started) * 1000),
+                UpstreamAttempt(
+                    user_id=caller.user_id,
+                    account_email=account.email,
+                    kind="video",
+                    model=job.model,
+                    job_id=job.id,
+                    http_status=first_error.status,
+                    response_ms=int((time.perf_counter() - started) * 1000),
+                )
             )
             await self._jobs.fail(job, first_error)
             first_error.job_id = job.id
@@ -850,13 +852,15 @@ class VideoPoller:
         succeeded = [op for op in operations if op["state"] == "done"]
         status = 200 if succeeded else http_status_for_code(operations[0]["error"]["code"])
         await self._jobs.record_event(
-            user_id=job.user_id,
-            account_email=account.email,
-            kind="video",
-            model=job.model,
-            job_id=job.id,
-            http_status=status,
-            response_ms=elapsed,
+            UpstreamAttempt(
+                user_id=job.user_id,
+                account_email=account.email,
+                kind="video",
+                model=job.model,
+                job_id=job.id,
+                http_status=status,
+                response_ms=elapsed,
+            )
         )
         await self._jobs.set_internal(job, internal, response)
         if succeeded:

@@ -210,7 +210,10 @@ async def test_cancelled_reservation_is_given_back(database: AsyncEngine) -> Non
         reserving.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reserving
-        for _ in range(100):  # the deduction commits, then the refund
+        # Writes commit in order: once this one has, the deduction has too, so a
+        # balance of 10 from here on can only mean it was given back.
+        await queue.run(lambda connection: None)
+        for _ in range(100):
             if await credits.balance(user.id) == 10:
                 break
             await asyncio.sleep(0.02)

@@ -5,14 +5,20 @@ A standalone sandbox answers every generation after ``--delay`` ms (default 10,0
 and an upstream pool of 2,500 connections (``FLOWGATE_UPSTREAM_MAX_CONNECTIONS``), so
 nothing queues inside flowgate. The load generator opens ``--clients`` kept-alive
 connections first, then every client sends one ``POST /v1/google-flow/images``
-(count 1) at the same moment and waits for its answer.
+(count 1) at the same moment and waits for its answer. Before that, the same 2,000
+clients send the upstream call itself straight to the sandbox (``direct``), so the
+latency flowgate adds is measured against the same upstream, load generator and
+machine in one run.
 
     .venv/bin/python -m bench.held [--clients 2000] [--delay 10000] [--backend sqlite|postgres]
 
 Reports: how many succeeded, flowgate's RSS when idle (after start and a few warm-up
 requests) and at peak (``VmHWM``, and the highest ``VmRSS`` sampled every 0.2 s),
-the latency distribution and the latency added to the upstream's delay (p50/p99).
-Targets: every request succeeds, idle ≤ 150 MB, peak ≤ 600 MB, p99 added ≤ 1 s.
+the latency distribution, the latency flowgate adds (its p50/p99 minus the direct
+run's; the target) and the latency above the upstream's delay (which also holds what
+the sandbox and the load generator take for 2,000 simultaneous requests), and the CPU
+seconds each process spent. Targets: every request succeeds, idle ≤ 150 MB,
+peak ≤ 600 MB, p99 added ≤ 1 s.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ import argparse
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from bench.loadgen import LoadSpec, run_in_process
-from bench.overhead import flowgate_request
+from bench.loadgen import LoadSpec, RequestTemplate, run_in_process
+from bench.overhead import direct_request, flowgate_request, start_profile, summarize_profile
 from bench.procstat import open_fds, peak_rss_mb, rss_mb
 from bench.servers import Flowgate, Sandbox, Scratch, machine_line
 
@@ -68,11 +75,34 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--delay", type=int, default=10_000, help="upstream delay, ms")
     parser.add_argument("--backend", default="sqlite", choices=("sqlite", "postgres"))
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="py-spy flowgate during the burst; write raw stacks to FILE and summarize them",
+    )
     args = parser.parse_args()
     print(machine_line(), flush=True)
     env = {"FLOWGATE_UPSTREAM_MAX_CONNECTIONS": str(args.clients + 500)}
     result: dict[str, Any]
+
+    def burst(port: int, template: RequestTemplate, pids: list[int]) -> dict[str, Any]:
+        spec = LoadSpec(
+            "127.0.0.1",
+            port,
+            [template],
+            mode="burst",
+            concurrency=args.clients,
+            per_worker=1,
+            connect_batch=200,
+            timeout=args.delay / 1000 + 120,
+            watch_pids=pids,
+        )
+        return run_in_process(spec)
+
     with Scratch() as work, Sandbox(work, delay_ms=args.delay).start() as sandbox:
+        direct = burst(sandbox.port, direct_request(), [sandbox.pid])
         with Flowgate(work, backend=args.backend, env=env).start() as gateway:
             accounts = max(1, -(-args.clients // 1000)) + 1
             for n in range(accounts):
@@ -97,25 +127,24 @@ def main() -> None:
             time.sleep(2)
             idle = rss_mb(gateway.pid)
             idle_fds = open_fds(gateway.pid)
-            spec = LoadSpec(
-                "127.0.0.1",
-                gateway.port,
-                [flowgate_request(gateway.token)],
-                mode="burst",
-                concurrency=args.clients,
-                per_worker=1,
-                connect_batch=200,
-                timeout=args.delay / 1000 + 120,
-            )
             sandbox.clear_calls()
+            spy = (
+                start_profile(gateway.pid, args.delay / 1000 + 15, args.profile)
+                if args.profile
+                else None
+            )
             with RssSampler(gateway.pid) as sampler:
-                result = run_in_process(spec)
+                result = burst(
+                    gateway.port, flowgate_request(gateway.token), [gateway.pid, sandbox.pid]
+                )
             starts = sorted(
                 datetime.fromisoformat(c["at"].replace("Z", "+00:00")).timestamp()
                 for c in sandbox.calls()
                 if c["method"] == "generateContent"
             )
             time.sleep(2)
+            if spy is not None:
+                spy.wait()
             after = rss_mb(gateway.pid)
             hwm = peak_rss_mb(gateway.pid)
     delay_ms = float(args.delay)
@@ -136,9 +165,27 @@ def main() -> None:
         f"p99 {result['p99_ms']:.0f} ms, max {result['max_ms']:.0f} ms"
     )
     print(
-        f"added to the upstream's {args.delay} ms: p50 {result['p50_ms'] - delay_ms:.0f} ms, "
-        f"p99 {result['p99_ms'] - delay_ms:.0f} ms (target ≤ {TARGET_ADDED_P99_MS:g}), "
-        f"max {result['max_ms'] - delay_ms:.0f} ms"
+        f"direct to the sandbox: {direct['ok']}/{direct['requests']} succeeded, "
+        f"p50 {direct['p50_ms']:.0f} ms, p99 {direct['p99_ms']:.0f} ms, "
+        f"max {direct['max_ms']:.0f} ms"
+    )
+    print(
+        f"added by flowgate (flowgate minus direct): "
+        f"p50 {result['p50_ms'] - direct['p50_ms']:.0f} ms, "
+        f"p99 {result['p99_ms'] - direct['p99_ms']:.0f} ms (target ≤ {TARGET_ADDED_P99_MS:g})"
+    )
+    print(
+        f"above the upstream's {args.delay} ms: p50 {result['p50_ms'] - delay_ms:.0f} ms, "
+        f"p99 {result['p99_ms'] - delay_ms:.0f} ms, max {result['max_ms'] - delay_ms:.0f} ms "
+        f"(direct: p99 {direct['p99_ms'] - delay_ms:.0f} ms)"
+    )
+    cpu = result["cpu_s"]
+    direct_sandbox_cpu = direct["cpu_s"][str(sandbox.pid)]
+    print(
+        f"CPU during the flowgate run: flowgate {cpu[str(gateway.pid)]:.2f} s "
+        f"({1000 * cpu[str(gateway.pid)] / max(1, result['ok']):.2f} ms per request), "
+        f"sandbox {cpu[str(sandbox.pid)]:.2f} s (direct run: {direct_sandbox_cpu:.2f} s), "
+        f"load generator {result['loadgen_cpu_s']:.2f} s"
     )
     if starts:
         print(
@@ -146,7 +193,9 @@ def main() -> None:
             f"{starts[-1] - starts[0]:.1f} s after the first (each is logged when answered, "
             "all after the same delay: the spread is how long flowgate took to forward them)"
         )
-    print(f"load generator CPU {result['loadgen_cpu_s']:.1f} s, wall {result['elapsed_s']:.1f} s")
+
+    if args.profile and args.profile.exists():
+        print(summarize_profile(args.profile, top=40))
 
 
 if __name__ == "__main__":

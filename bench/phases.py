@@ -173,6 +173,12 @@ def main() -> None:
         metavar="N",
         help="instead of timing steps, cProfile the event-loop thread; print the top N",
     )
+    parser.add_argument(
+        "--callers",
+        default="",
+        metavar="REGEX",
+        help="with --cprofile: also print who calls the functions matching REGEX",
+    )
     args = parser.parse_args()
     print(machine_line())
     meter = Meter()
@@ -182,6 +188,7 @@ def main() -> None:
     count_statements(meter)
     from flowgate.app import create_app
     from flowgate.config import load_settings
+    from flowgate.process import tune_garbage_collector
 
     with Scratch() as work, Sandbox(work).start() as sandbox:
         # A Flowgate object only to get a scratch database and the CLI environment.
@@ -194,10 +201,10 @@ def main() -> None:
             sandbox=False,
             log_level="WARNING",
         )
+        application = create_app(settings)
+        tune_garbage_collector()  # as `flowgate serve` does
         server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(settings), host="127.0.0.1", port=holder.port, log_level="warning"
-            )
+            uvicorn.Config(application, host="127.0.0.1", port=holder.port, log_level="warning")
         )
         result: dict[str, Any] = {}
 
@@ -253,7 +260,10 @@ def main() -> None:
         f"{meter.calls['SQL commits'] / ok:.2f} commits"
     )
     if profiler is not None:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.cprofile)
+        stats = pstats.Stats(profiler).sort_stats("tottime")
+        stats.print_stats(args.cprofile)
+        if args.callers:
+            stats.print_callers(args.callers)
         return
     if args.concurrency > 1:
         return  # steps of different requests overlap: their figures would mislead

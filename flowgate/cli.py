@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import resource
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -16,6 +14,7 @@ from rich.table import Table
 from flowgate import client_cli
 from flowgate.config import Settings, SettingsError, load_settings
 from flowgate.domain.errors import FlowgateError
+from flowgate.process import raise_open_file_limit, tune_garbage_collector
 from flowgate.runtime import Runtime, open_runtime
 
 app = typer.Typer(
@@ -71,9 +70,11 @@ def serve(
     from flowgate.app import create_app
 
     settings = _settings(host=host, port=port)
-    _raise_open_file_limit()
+    raise_open_file_limit()
+    application = create_app(settings)
+    tune_garbage_collector()
     uvicorn.run(
-        create_app(settings),
+        application,
         host=settings.host,
         port=settings.port,
         log_level="warning",
@@ -81,15 +82,6 @@ def serve(
         timeout_keep_alive=30,
         backlog=4096,
     )
-
-
-def _raise_open_file_limit() -> None:
-    # Each held request needs a client socket and an upstream socket; 1024 is too few.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else 65536
-    if soft < wanted:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 65536), hard))
 
 
 @app.command()

@@ -1,0 +1,35 @@
+"""Settings of the serving process itself (not of the app): open files, garbage collector."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import resource
+
+# A young-generation collection every 10,000 allocations instead of CPython's 700: one
+# image request allocates a few thousand objects, so the default ran a collection for
+# nearly every request and an older-generation pass every few dozen.
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard limit (at most 65,536)."""
+    # Each held request needs a client socket and an upstream socket; 1024 is too few.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 65536), hard))
+
+
+def tune_garbage_collector() -> None:
+    """Freeze what exists now and make collections rarer; call once, after the app is built.
+
+    Modules, classes, routes and compiled statements live as long as the process; frozen,
+    they are no longer walked by every full collection. Under 200 concurrent requests the
+    collector took 0.4 ms per request before this and under 0.1 ms after (bench/phases.py).
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, event, func, select, text
+from sqlalchemy import Connection, Engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -205,20 +205,54 @@ async def test_cancelled_reservation_is_given_back(database: AsyncEngine) -> Non
         user = User(name="payer", webhook_secret="s", credits=10)
         session.add(user)
     try:
+        # A first reservation, so the next one goes straight to the queue (the service
+        # remembers for a second that this user has a balance).
+        assert await credits.reserve(user.id, 1) == 1
         reserving = asyncio.create_task(credits.reserve(user.id, 3))
         await asyncio.sleep(0)  # queued, not yet committed
         reserving.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reserving
         # Writes commit in order: once this one has, the deduction has too, so a
-        # balance of 10 from here on can only mean it was given back.
+        # balance of 9 from here on can only mean it was given back.
         await queue.run(lambda connection: None)
         for _ in range(100):
-            if await credits.balance(user.id) == 10:
+            if await credits.balance(user.id) == 9:
                 break
             await asyncio.sleep(0.02)
-        assert await credits.balance(user.id) == 10
+        assert await credits.balance(user.id) == 9
         assert await credits.reserve(user.id, 4) == 4  # and reserving still works
-        assert await credits.balance(user.id) == 6
+        assert await credits.balance(user.id) == 5
     finally:
+        await queue.close()
+
+
+async def test_a_burst_of_an_unlimited_user_reads_the_balance_once(database: AsyncEngine) -> None:
+    """Reservations arriving together share one balance read and write nothing."""
+    sessions = session_factory(database)
+    queue = write_queue(database, sessions)
+    credits = CreditService(sessions, queue, {})
+    async with sessions.begin() as session:
+        unlimited = User(name="free", webhook_secret="s", credits=None)
+        limited = User(name="payer", webhook_secret="s", credits=300)
+        session.add_all([unlimited, limited])
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "users" in statement:
+            statements.append(statement.split()[0].upper())
+
+    # Every engine, the write queue's own SQLite engine included.
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        taken = await asyncio.gather(*(credits.reserve(unlimited.id, 2) for _ in range(200)))
+        assert taken == [0] * 200
+        assert statements == ["SELECT"]
+        statements.clear()
+        taken = await asyncio.gather(*(credits.reserve(limited.id, 1) for _ in range(200)))
+        assert taken == [1] * 200  # a balance is still charged per request
+        assert statements.count("SELECT") == 1 and statements.count("UPDATE") == 200
+        assert await credits.balance(limited.id) == 100
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
         await queue.close()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 from PIL import Image
 from starlette.applications import Starlette
@@ -548,3 +551,106 @@ async def test_pool_uses_a_proxy_from_the_environment(monkeypatch: pytest.Monkey
             with pytest.raises(aiohttp.ClientError):  # no proxy: the name does not resolve
                 async with http.get("http://upstream.invalid/v1beta/models"):
                     pass
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the sandbox that cuts its first connection as told.
+
+    ``while-sending``: resets the connection after 64 kB of the request, as an upstream
+    does when it closes a kept-alive connection the client is writing to.
+    ``after-answer``: hands the whole request to the sandbox, waits for the start of its
+    answer (the call was made) and then resets the client's connection.
+    Later connections are piped through unchanged.
+    """
+
+    def __init__(self, upstream_port: int, cut: str) -> None:
+        self.upstream_port = upstream_port
+        self.cut = cut
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        first = self.connections == 1
+        if first and self.cut == "while-sending":
+            await reader.readexactly(65536)
+            writer.transport.abort()  # unread data in the buffer: the kernel sends a reset
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        if first and self.cut == "after-answer":
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            up_writer.write(head + await reader.readexactly(length))
+            await up_reader.readuntil(b"\r\n\r\n")
+            writer.transport.abort()
+            up_writer.close()
+            return
+
+        async def pipe(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    target.write(data)
+                    await target.drain()
+            target.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@contextlib.asynccontextmanager
+async def cutting_proxy(sandbox: str, cut: str) -> AsyncIterator[tuple[str, CuttingProxy]]:
+    proxy = CuttingProxy(int(sandbox.rsplit(":", 1)[1]), cut)
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", proxy
+    finally:
+        server.close()
+
+
+def noise_png(side: int) -> bytes:
+    """A PNG that does not compress: ``side``² × 3 bytes, sent as ~4/3 of that."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def sandbox_calls(sandbox: str, key: str) -> list[dict[str, Any]]:
+    calls = httpx.get(f"{sandbox}/_sandbox/calls", trust_env=False).json()["calls"]
+    return [c for c in calls if c["key"] == key and c["method"] == "generateContent"]
+
+
+async def test_request_cut_off_while_being_sent_is_sent_again(
+    http: HttpPool,
+    sandbox_url: str,  # noqa: F811
+) -> None:
+    """The upstream never had the whole request, so sending it again cannot apply it twice."""
+    key = "cut-while-sending"
+    # ~9 MB on the wire: far more than loopback buffers take before the reset arrives.
+    reference = InlineImage(mime="image/png", data=noise_png(1600))
+    async with cutting_proxy(sandbox_url, "while-sending") as (url, proxy):
+        provider = GeminiProvider(http, base_url=url, api_key=key)
+        image = await provider.generate_content_image(
+            ContentImageRequest(NANO_PRO, "edit this", seed=1, references=(reference,))
+        )
+    assert size_of(image.data) == (1024, 1024)
+    assert proxy.connections == 2
+    assert len(sandbox_calls(sandbox_url, key)) == 1
+
+
+async def test_request_cut_off_after_it_was_made_is_not_repeated(
+    http: HttpPool,
+    sandbox_url: str,  # noqa: F811
+) -> None:
+    """The upstream had the whole request and started answering: sending it again could
+    generate (and bill) twice, so the call fails as unreachable instead."""
+    key = "cut-after-answer"
+    async with cutting_proxy(sandbox_url, "after-answer") as (url, proxy):
+        provider = GeminiProvider(http, base_url=url, api_key=key)
+        with pytest.raises(UpstreamUnreachable) as caught:
+            await provider.generate_content_image(ContentImageRequest(NANO_2, "a lamp", seed=1))
+    assert caught.value.status == 503
+    assert proxy.connections == 1
+    assert len(sandbox_calls(sandbox_url, key)) == 1

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 from yarl import URL
@@ -499,17 +500,7 @@ class GeminiProvider:
         """Send one request; the decoded JSON of a 200, or raise the matching error."""
         url = f"{self._base_url}/{API_VERSION}/{path}"
         try:
-            async with self._http.request(
-                method,
-                url,
-                params=params,
-                json=json_body,
-                headers={"x-goog-api-key": self._api_key},
-                # A redirect could hand the key to whatever host it names; the API
-                # never redirects.
-                allow_redirects=False,
-            ) as response:
-                status, content = response.status, await response.read()
+            status, content = await self._exchange(method, url, params, json_body)
         except TimeoutError as exc:
             raise UpstreamUnreachable(
                 f"upstream {self._host()} timed out on {what} ({exc.__class__.__name__})"
@@ -538,6 +529,45 @@ class GeminiProvider:
                 f"upstream {self._host()} answered {what} with HTTP 200 but no JSON"
             ) from None
 
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, str] | None,
+        json_body: dict[str, Any] | None,
+    ) -> tuple[int, bytes]:
+        encoded = None if json_body is None else json.dumps(json_body).encode()
+        retried = False
+        while True:
+            body = None if encoded is None else _RequestBody(encoded)
+            try:
+                async with self._http.request(
+                    method,
+                    url,
+                    params=params,
+                    data=body,
+                    headers={"x-goog-api-key": self._api_key},
+                    # A redirect could hand the key to whatever host it names; the API
+                    # never redirects.
+                    allow_redirects=False,
+                ) as response:
+                    return response.status, await response.read()
+            except aiohttp.ClientConnectionError as exc:
+                # A request the connection failed under before all of it was written was
+                # never applied upstream, so it may go once more on a new connection
+                # (RFC 9112 §9.3.1). The usual cause: a kept-alive connection the upstream
+                # closed just as it was taken from the pool. aiohttp itself retries only
+                # idempotent methods, and generation calls are POSTs.
+                if (
+                    retried
+                    or body is None
+                    or body.written
+                    or isinstance(exc, (aiohttp.ClientConnectorError, TimeoutError))
+                ):
+                    raise
+                retried = True
+                logger.info("connection closed before the request to %s was sent; again", url)
+
     def _read(self, model: type[WireT], body: Any, what: str) -> WireT:
         try:
             return model.model_validate(body)
@@ -551,6 +581,25 @@ class GeminiProvider:
             return URL(self._base_url).host or self._base_url
         except ValueError:
             return "(invalid base URL)"
+
+
+class _RequestBody(aiohttp.BytesPayload):
+    """A JSON request body that knows whether all of it was handed to the connection."""
+
+    written = False
+
+    def __init__(self, value: bytes) -> None:
+        super().__init__(value, content_type="application/json")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await super().write(writer)
+        self.written = True
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        await super().write_with_length(writer, content_length)
+        self.written = True
 
 
 def _inline(image: InlineImage) -> dict[str, Any]:

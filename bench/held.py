@@ -3,22 +3,27 @@
 A standalone sandbox answers every generation after ``--delay`` ms (default 10,000,
 ``--fixed-image``); flowgate has three sandbox accounts of ``maxConcurrency`` 1000
 and an upstream pool of 2,500 connections (``FLOWGATE_UPSTREAM_MAX_CONNECTIONS``), so
-nothing queues inside flowgate. The load generator opens ``--clients`` kept-alive
-connections first, then every client sends one ``POST /v1/google-flow/images``
-(count 1) at the same moment and waits for its answer. Before that, the same 2,000
-clients send the upstream call itself straight to the sandbox (``direct``), so the
-latency flowgate adds is measured against the same upstream, load generator and
-machine in one run.
+nothing queues inside flowgate. Two ways for 2,000 clients to arrive:
+
+- *burst*: the load generator opens ``--clients`` kept-alive connections first, then
+  every client sends one ``POST /v1/google-flow/images`` (count 1) at the same moment;
+- *steady*: requests are sent at ``clients / delay`` per second (200/s) for three
+  upstream delays, so from the end of the first delay on ~2,000 are held at every
+  moment; only requests sent after that ramp are counted.
+
+Each is run first straight to the sandbox (``direct``: the upstream call itself, same
+load generator, same machine, same run), then through flowgate; the latency flowgate
+adds is its p50/p99 minus the direct run's.
 
     .venv/bin/python -m bench.held [--clients 2000] [--delay 10000] [--backend sqlite|postgres]
+                                   [--arrival both|burst|steady] [--profile FILE]
 
 Reports: how many succeeded, flowgate's RSS when idle (after start and a few warm-up
-requests) and at peak (``VmHWM``, and the highest ``VmRSS`` sampled every 0.2 s),
-the latency distribution, the latency flowgate adds (its p50/p99 minus the direct
-run's; the target) and the latency above the upstream's delay (which also holds what
-the sandbox and the load generator take for 2,000 simultaneous requests), and the CPU
-seconds each process spent. Targets: every request succeeds, idle ≤ 150 MB,
-peak ≤ 600 MB, p99 added ≤ 1 s.
+requests) and at peak (``VmHWM``, and the highest ``VmRSS`` sampled every 0.2 s), and
+per arrival pattern the latency distribution, the latency flowgate adds, the latency
+above the upstream's delay (which also holds what the sandbox and the load generator
+take) and the CPU seconds each process spent. Targets: every request succeeds,
+idle ≤ 150 MB, peak ≤ 600 MB, p99 added ≤ 1 s.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +73,48 @@ class RssSampler:
         self._thread.join()
 
 
+def report(name: str, direct: dict[str, Any], through: dict[str, Any], delay_ms: float) -> None:
+    """One arrival pattern's figures: flowgate against the direct run."""
+    print(f"-- {name}")
+    print(
+        f"succeeded: {through['ok']}/{through['requests']} (statuses {through['statuses']}); "
+        f"most held at once {through['peak_in_flight'] or through['requests']}"
+    )
+    if through["errors"]:
+        print(f"client errors: {through['errors']}")
+    for body in dict.fromkeys(through.get("error_bodies", [])):
+        print(f"  answered: {body[:400]}")
+    for label, r in (("direct to the sandbox", direct), ("through flowgate", through)):
+        print(
+            f"{label}: p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, "
+            f"p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms ({r['ok']}/{r['requests']} ok)"
+        )
+    print(
+        f"added by flowgate (flowgate minus direct): "
+        f"p50 {through['p50_ms'] - direct['p50_ms']:.0f} ms, "
+        f"p99 {through['p99_ms'] - direct['p99_ms']:.0f} ms (target ≤ {TARGET_ADDED_P99_MS:g})"
+    )
+    direct_above = direct["p99_ms"] - delay_ms
+    print(
+        f"above the upstream's {delay_ms:.0f} ms: p50 {through['p50_ms'] - delay_ms:.0f} ms, "
+        f"p99 {through['p99_ms'] - delay_ms:.0f} ms (direct: p99 {direct_above:.0f} ms)"
+    )
+    gateway_cpu, sandbox_cpu = (through["cpu_s"][k] for k in ("flowgate", "sandbox"))
+    per_request = 1000 * gateway_cpu / max(1, through["ok"])
+    print(
+        f"CPU: flowgate {gateway_cpu:.2f} s ({per_request:.2f} ms per request), "
+        f"sandbox {sandbox_cpu:.2f} s (direct run: {direct['cpu_s']['sandbox']:.2f} s), "
+        f"load generator {through['loadgen_cpu_s']:.2f} s"
+    )
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--delay", type=int, default=10_000, help="upstream delay, ms")
     parser.add_argument("--backend", default="sqlite", choices=("sqlite", "postgres"))
+    parser.add_argument("--arrival", default="both", choices=("both", "burst", "steady"))
     parser.add_argument(
         "--profile",
         type=Path,
@@ -84,25 +124,36 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(machine_line(), flush=True)
+    arrivals = ("burst", "steady") if args.arrival == "both" else (args.arrival,)
+    delay_s = args.delay / 1000
     env = {"FLOWGATE_UPSTREAM_MAX_CONNECTIONS": str(args.clients + 500)}
-    result: dict[str, Any]
 
-    def burst(port: int, template: RequestTemplate, pids: list[int]) -> dict[str, Any]:
+    def load(arrival: str, port: int, template: RequestTemplate, pids: dict[str, int]) -> Any:
         spec = LoadSpec(
             "127.0.0.1",
             port,
             [template],
-            mode="burst",
-            concurrency=args.clients,
+            mode="burst" if arrival == "burst" else "rate",
+            concurrency=args.clients if arrival == "burst" else 2 * args.clients,
             per_worker=1,
             connect_batch=200,
-            timeout=args.delay / 1000 + 120,
-            watch_pids=pids,
+            rate=args.clients / delay_s,
+            duration=3 * delay_s,
+            measure_after=delay_s,
+            timeout=delay_s + 120,
+            watch_pids=list(pids.values()),
         )
-        return run_in_process(spec)
+        result = run_in_process(spec)
+        result["cpu_s"] = {name: result["cpu_s"][str(pid)] for name, pid in pids.items()}
+        return result
 
+    direct: dict[str, Any] = {}
+    through: dict[str, Any] = {}
     with Scratch() as work, Sandbox(work, delay_ms=args.delay).start() as sandbox:
-        direct = burst(sandbox.port, direct_request(), [sandbox.pid])
+        for arrival in arrivals:
+            direct[arrival] = load(
+                arrival, sandbox.port, direct_request(), {"sandbox": sandbox.pid}
+            )
         with Flowgate(work, backend=args.backend, env=env).start() as gateway:
             accounts = max(1, -(-args.clients // 1000)) + 1
             for n in range(accounts):
@@ -121,79 +172,37 @@ def main() -> None:
                 mode="burst",
                 concurrency=4,
                 per_worker=1,
-                timeout=args.delay / 1000 + 60,
+                timeout=delay_s + 60,
             )
             run_in_process(warm)
             time.sleep(2)
             idle = rss_mb(gateway.pid)
             idle_fds = open_fds(gateway.pid)
-            sandbox.clear_calls()
+            pids = {"flowgate": gateway.pid, "sandbox": sandbox.pid}
             spy = (
-                start_profile(gateway.pid, args.delay / 1000 + 15, args.profile)
+                start_profile(gateway.pid, delay_s + 15, args.profile, rate=1000)
                 if args.profile
                 else None
             )
             with RssSampler(gateway.pid) as sampler:
-                result = burst(
-                    gateway.port, flowgate_request(gateway.token), [gateway.pid, sandbox.pid]
-                )
-            starts = sorted(
-                datetime.fromisoformat(c["at"].replace("Z", "+00:00")).timestamp()
-                for c in sandbox.calls()
-                if c["method"] == "generateContent"
-            )
-            time.sleep(2)
+                for arrival in arrivals:
+                    through[arrival] = load(
+                        arrival, gateway.port, flowgate_request(gateway.token), pids
+                    )
+                    time.sleep(2)
             if spy is not None:
                 spy.wait()
             after = rss_mb(gateway.pid)
             hwm = peak_rss_mb(gateway.pid)
-    delay_ms = float(args.delay)
     print(f"backend {args.backend}; {args.clients} clients, upstream delay {args.delay} ms")
-    print(f"succeeded: {result['ok']}/{result['requests']} (statuses {result['statuses']})")
-    if result["errors"]:
-        print(f"client errors: {result['errors']}")
-    for body in result.get("error_bodies", []):
-        print(f"  e.g. {body[:200]}")
     print(f"RSS idle: {idle:.0f} MB (target ≤ {TARGET_IDLE_MB:g}); open files idle {idle_fds}")
     print(
         f"RSS peak: VmHWM {hwm:.0f} MB, highest sample {max(sampler.rss, default=0):.0f} MB "
         f"(target ≤ {TARGET_PEAK_MB:g}); after the run {after:.0f} MB; "
         f"open files peak {max(sampler.fds, default=0)}"
     )
-    print(
-        f"latency p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms, "
-        f"p99 {result['p99_ms']:.0f} ms, max {result['max_ms']:.0f} ms"
-    )
-    print(
-        f"direct to the sandbox: {direct['ok']}/{direct['requests']} succeeded, "
-        f"p50 {direct['p50_ms']:.0f} ms, p99 {direct['p99_ms']:.0f} ms, "
-        f"max {direct['max_ms']:.0f} ms"
-    )
-    print(
-        f"added by flowgate (flowgate minus direct): "
-        f"p50 {result['p50_ms'] - direct['p50_ms']:.0f} ms, "
-        f"p99 {result['p99_ms'] - direct['p99_ms']:.0f} ms (target ≤ {TARGET_ADDED_P99_MS:g})"
-    )
-    print(
-        f"above the upstream's {args.delay} ms: p50 {result['p50_ms'] - delay_ms:.0f} ms, "
-        f"p99 {result['p99_ms'] - delay_ms:.0f} ms, max {result['max_ms'] - delay_ms:.0f} ms "
-        f"(direct: p99 {direct['p99_ms'] - delay_ms:.0f} ms)"
-    )
-    cpu = result["cpu_s"]
-    direct_sandbox_cpu = direct["cpu_s"][str(sandbox.pid)]
-    print(
-        f"CPU during the flowgate run: flowgate {cpu[str(gateway.pid)]:.2f} s "
-        f"({1000 * cpu[str(gateway.pid)] / max(1, result['ok']):.2f} ms per request), "
-        f"sandbox {cpu[str(sandbox.pid)]:.2f} s (direct run: {direct_sandbox_cpu:.2f} s), "
-        f"load generator {result['loadgen_cpu_s']:.2f} s"
-    )
-    if starts:
-        print(
-            f"upstream calls: {len(starts)}; the sandbox logged the last one "
-            f"{starts[-1] - starts[0]:.1f} s after the first (each is logged when answered, "
-            "all after the same delay: the spread is how long flowgate took to forward them)"
-        )
-
+    for arrival in arrivals:
+        report(arrival, direct[arrival], through[arrival], float(args.delay))
     if args.profile and args.profile.exists():
         print(summarize_profile(args.profile, top=40))
 

@@ -66,6 +66,7 @@ class LoadSpec:
     connect_batch: int = 100
     timeout: float = 120.0
     keep_bodies: bool = False  # keep every answer body (goodput, soak: job ids and errors)
+    measure_after: float = 0.0  # rate mode: requests sent earlier (a ramp) are not summarized
     watch_pids: list[int] = field(default_factory=list)
 
 
@@ -175,6 +176,7 @@ class _Run:
         self.samples: list[Sample] = []
         self.errors: dict[str, int] = {}
         self.t0 = time.perf_counter()
+        self.peak_in_flight = 0
 
     async def one(self, conn: _Connection) -> None:
         request = self.requests.next()
@@ -228,6 +230,7 @@ async def _rate(run: _Run) -> None:
         nonlocal in_flight
         conn = idle.popleft() if idle else _Connection(spec.host, spec.port)
         in_flight += 1
+        run.peak_in_flight = max(run.peak_in_flight, in_flight)
         try:
             await run.one(conn)
         finally:
@@ -307,11 +310,15 @@ async def _main(spec: LoadSpec) -> dict[str, Any]:
         raise ValueError(f"unknown mode {spec.mode!r}")
     await watcher
     elapsed = time.perf_counter() - run.t0
-    window = (spec.warmup, spec.warmup + spec.duration) if spec.mode == "closed" else (0, elapsed)
+    if spec.mode == "closed":
+        window = (spec.warmup, spec.warmup + spec.duration)
+    else:
+        window = (spec.measure_after if spec.mode == "rate" else 0.0, elapsed)
     summary = summarize(run.samples, (window[0], window[1]))
     if spec.mode != "closed":
         summary["throughput_rps"] = summary["ok"] / max(1e-9, elapsed)
     summary["elapsed_s"] = elapsed
+    summary["peak_in_flight"] = run.peak_in_flight
     summary["errors"] = run.errors
     summary["cpu_s"] = {str(pid): cpu_seconds(pid) - before for pid, before in cpu.items()}
     summary["loadgen_cpu_s"] = time.process_time() - own

@@ -67,7 +67,9 @@ def direct_request() -> RequestTemplate:
     )
 
 
-def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+def start_profile(
+    pid: int, seconds: float, out: Path, rate: int = 200
+) -> subprocess.Popen[bytes] | None:
     """py-spy in the background on ``pid`` (collapsed stacks), or None when not installed."""
     spy = shutil.which("py-spy") or str(Path(__file__).resolve().parent.parent / ".venv/bin/py-spy")
     if not Path(spy).exists():
@@ -82,7 +84,7 @@ def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes
             "--duration",
             str(int(seconds)),
             "--rate",
-            "200",
+            str(rate),
             "--gil",
             "--format",
             "raw",

@@ -14,7 +14,7 @@ from rich.table import Table
 from flowgate import client_cli
 from flowgate.config import Settings, SettingsError, load_settings
 from flowgate.domain.errors import FlowgateError
-from flowgate.process import raise_open_file_limit, tune_garbage_collector
+from flowgate.process import KEEP_ALIVE_SECONDS, raise_open_file_limit, tune_garbage_collector
 from flowgate.runtime import Runtime, open_runtime
 
 app = typer.Typer(
@@ -79,7 +79,7 @@ def serve(
         port=settings.port,
         log_level="warning",
         access_log=False,
-        timeout_keep_alive=30,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         backlog=4096,
     )
 

@@ -1,10 +1,16 @@
-"""Settings of the serving process itself (not of the app): open files, garbage collector."""
+"""Settings of the serving processes themselves (not of the app): connections, files, GC."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
 import resource
+
+# flowgate's server and the sandbox's keep idle client connections this long, as nginx
+# does by default (uvicorn's own default is 5 s). A server that closes them sooner than
+# its clients' pools expire them (flowgate's upstream pool: 30 s) races those clients:
+# a pooled connection can be closed just as it is reused, and that call fails.
+KEEP_ALIVE_SECONDS = 75
 
 # A young-generation collection every 10,000 allocations instead of CPython's 700: one
 # image request allocates a few thousand objects, so the default ran a collection for

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 
-from flowgate.process import YOUNG_COLLECTION_THRESHOLD
+import pytest
+
+from flowgate.process import KEEP_ALIVE_SECONDS, YOUNG_COLLECTION_THRESHOLD
+from tests.fixtures_sandbox import sandbox_url  # noqa: F401
+from tests.gateway import Gateway
 
 
 def _run(code: str) -> str:
@@ -41,3 +48,34 @@ def test_open_file_limit_is_raised_to_the_hard_limit() -> None:
     soft, hard = map(int, _run(code).split())
     assert soft == min(hard if hard != -1 else 65536, 65536)
     assert soft > 256
+
+
+def _idle_connection_survives(base_url: str, seconds: float) -> bool:
+    """Two requests on one connection, ``seconds`` apart: does the second get an answer?"""
+    host, port = base_url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+        first = conn.sock
+        time.sleep(seconds)
+        try:
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            return False
+        return conn.sock is first  # answered on the same connection
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("gateway", ["sqlite"], indirect=True)  # the backend plays no part
+def test_servers_keep_idle_connections_longer_than_uvicorns_default(
+    gateway: Gateway,
+    sandbox_url: str,  # noqa: F811
+) -> None:
+    """flowgate's and the sandbox's servers keep idle connections (uvicorn alone: 5 s)."""
+    assert KEEP_ALIVE_SECONDS > 30  # the upstream pool's expiry (http_pool)
+    with ThreadPoolExecutor(2) as pool:
+        kept = list(pool.map(_idle_connection_survives, [gateway.base_url, sandbox_url], [6, 6]))
+    assert kept == [True, True]

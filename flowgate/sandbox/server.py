@@ -9,6 +9,7 @@ import argparse
 
 import uvicorn
 
+from flowgate.process import KEEP_ALIVE_SECONDS
 from flowgate.sandbox.app import create_sandbox_app
 from flowgate.sandbox.config import SandboxConfig
 
@@ -21,7 +22,13 @@ def run(
     log_level: str = "info",
 ) -> None:
     """Serve a sandbox app with uvicorn until interrupted (blocks)."""
-    uvicorn.run(create_sandbox_app(config), host=host, port=port, log_level=log_level)
+    uvicorn.run(
+        create_sandbox_app(config),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -100,7 +100,8 @@ def report(name: str, direct: dict[str, Any], through: dict[str, Any], delay_ms:
         f"p99 {through['p99_ms'] - delay_ms:.0f} ms (direct: p99 {direct_above:.0f} ms)"
     )
     gateway_cpu, sandbox_cpu = (through["cpu_s"][k] for k in ("flowgate", "sandbox"))
-    per_request = 1000 * gateway_cpu / max(1, through["ok"])
+    # CPU covers the whole run, ramp included: per request sent, not per request counted.
+    per_request = 1000 * gateway_cpu / max(1, through["sent"])
     print(
         f"CPU: flowgate {gateway_cpu:.2f} s ({per_request:.2f} ms per request), "
         f"sandbox {sandbox_cpu:.2f} s (direct run: {direct['cpu_s']['sandbox']:.2f} s), "

@@ -319,6 +319,7 @@ async def _main(spec: LoadSpec) -> dict[str, Any]:
         summary["throughput_rps"] = summary["ok"] / max(1e-9, elapsed)
     summary["elapsed_s"] = elapsed
     summary["peak_in_flight"] = run.peak_in_flight
+    summary["sent"] = len(run.samples)
     summary["errors"] = run.errors
     summary["cpu_s"] = {str(pid): cpu_seconds(pid) - before for pid, before in cpu.items()}
     summary["loadgen_cpu_s"] = time.process_time() - own

@@ -63,17 +63,24 @@ def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (FLOWGATE_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (FLOWGATE_PORT)")] = None,
+    worker: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Start the gateway (SQLite, local media and the sandbox upstream by default)."""
     import uvicorn
 
     from flowgate.app import create_app
+    from flowgate.workers import reuse_port_socket, run_workers
 
     settings = _settings(host=host, port=port)
     raise_open_file_limit()
+    if worker is None and settings.workers > 1:
+        given = [*(["--host", host] if host else []), *(["--port", str(port)] if port else [])]
+        raise typer.Exit(run_workers(settings, given))
+    if worker is not None:
+        settings = settings.for_worker(worker)
     application = create_app(settings)
     tune_garbage_collector()
-    uvicorn.run(
+    config = uvicorn.Config(
         application,
         host=settings.host,
         port=settings.port,
@@ -82,6 +89,16 @@ def serve(
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         backlog=4096,
     )
+    server = uvicorn.Server(config)
+    try:
+        if worker is None:
+            server.run()
+        else:
+            server.run(sockets=[reuse_port_socket(settings.host, settings.port)])
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        raise typer.Exit(3)  # as uvicorn.run: the start failed (its log says why)
 
 
 @app.command()

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     secret_key: str = Field(default="", description="Signs media URLs, encrypts upstream keys")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Server processes on the port (PostgreSQL only)"
+    )
     sandbox: bool = Field(default=True, description="Mount the sandbox upstream at /sandbox/gemini")
     webhook_allow_private: bool = False
 
@@ -84,6 +87,16 @@ class Settings(BaseSettings):
             raise ValueError("an in-memory SQLite database is not supported: give a file path")
         return value
 
+    @field_validator("workers")
+    @classmethod
+    def _workers_need_postgres(cls, value: int, info: ValidationInfo) -> int:
+        if value > 1 and not str(info.data.get("database_url", "")).startswith("postgresql"):
+            raise ValueError(
+                "more than 1 worker needs PostgreSQL (FLOWGATE_DATABASE_URL=postgresql+asyncpg://…):"
+                " SQLite has a single writer"
+            )
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -120,6 +133,16 @@ class Settings(BaseSettings):
         A restart keeps the name, so it takes back its own unfinished jobs at once.
         """
         return self.instance_id or f"{socket.gethostname()}:{self.port}"
+
+    def for_worker(self, index: int) -> Settings:
+        """The settings of worker ``index`` of ``flowgate serve``: its own instance id.
+
+        Each worker is an instance; ``ID/index`` keeps the name stable across restarts, so a
+        restarted worker takes back its own unfinished jobs at once.
+        """
+        return self.model_copy(
+            update={"instance_id": f"{self.effective_instance_id}/{index}", "workers": 1}
+        )
 
     @property
     def media_dir(self) -> Path:

@@ -1,0 +1,106 @@
+"""``flowgate serve`` with FLOWGATE_WORKERS: several instances on one port (PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.gateway import Gateway
+
+
+def children(pid: int) -> set[int]:
+    """Live processes whose parent is ``pid``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # "pid (name) state ppid ...": the name may hold spaces, so split after ")".
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
+def instances_answering(gateway: Gateway, wanted: set[str], timeout: float = 30) -> set[str]:
+    """Instance ids seen on /healthz over new connections, until all of ``wanted`` answered."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while not wanted <= seen and time.monotonic() < deadline:
+        try:
+            # A new connection each time: the kernel picks the worker per connection.
+            answer = httpx.get(f"{gateway.base_url}/healthz", timeout=5)
+        except httpx.TransportError:
+            time.sleep(0.1)  # a worker restarting
+            continue
+        if answer.status_code == 200:
+            seen.add(answer.json()["instance"])
+    return seen
+
+
+def test_workers_share_the_port_each_an_instance(
+    gateway_factory: Callable[..., Gateway],
+) -> None:
+    gateway = gateway_factory("postgres", FLOWGATE_WORKERS="2", FLOWGATE_INSTANCE_ID="wk")
+    gateway.start()
+    assert gateway.token  # the first user is made once, by the parent, and shown
+    assert "".join(gateway.output).count("FLOWGATE_TOKEN=") == 1
+    assert instances_answering(gateway, {"wk/0", "wk/1"}) == {"wk/0", "wk/1"}
+    job_ids = []
+    for _ in range(6):  # each on a new connection, so both workers serve some
+        answer = httpx.post(
+            f"{gateway.base_url}/v1/google-flow/images",
+            json={"prompt": "two workers", "model": "nano-banana-2", "count": 1},
+            headers={"Authorization": f"Bearer {gateway.token}"},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        job_ids.append(answer.json()["jobId"])
+    for job_id in job_ids:  # one database: any worker reads any worker's job
+        record = httpx.get(
+            f"{gateway.base_url}/v1/google-flow/jobs/{job_id}",
+            headers={"Authorization": f"Bearer {gateway.token}"},
+            timeout=30,
+        )
+        assert record.status_code == 200, record.text
+        assert record.json()["status"] == "completed"
+
+    workers = children(gateway.proc.pid)  # type: ignore[union-attr]
+    assert len(workers) == 2
+    gateway.stop()  # SIGTERM to the parent stops every worker
+    assert gateway.proc is not None and gateway.proc.returncode == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_a_worker_that_dies_is_started_again(gateway_factory: Callable[..., Gateway]) -> None:
+    gateway = gateway_factory("postgres", FLOWGATE_WORKERS="2", FLOWGATE_INSTANCE_ID="wr")
+    gateway.start()
+    assert instances_answering(gateway, {"wr/0", "wr/1"}) == {"wr/0", "wr/1"}
+    time.sleep(10)  # past the start-up window, in which a death stops everything instead
+    before = children(gateway.proc.pid)  # type: ignore[union-attr]
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = children(gateway.proc.pid)  # type: ignore[union-attr]
+        if len(now) == 2 and victim not in now:
+            break
+        time.sleep(0.2)
+    assert len(now) == 2 and victim not in now
+    assert instances_answering(gateway, {"wr/0", "wr/1"}) == {"wr/0", "wr/1"}
+    assert "restarting it" in "".join(gateway.output)
+
+
+def test_workers_on_sqlite_are_refused(gateway_factory: Callable[..., Gateway]) -> None:
+    gateway = gateway_factory("sqlite", FLOWGATE_WORKERS="2")
+    result = gateway.cli("serve", check=False)
+    assert result.returncode == 2
+    assert "FLOWGATE_WORKERS" in result.stderr and "PostgreSQL" in result.stderr

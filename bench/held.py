@@ -17,6 +17,7 @@ adds is its p50/p99 minus the direct run's.
 
     .venv/bin/python -m bench.held [--clients 2000] [--delay 10000] [--backend sqlite|postgres]
                                    [--arrival both|burst|steady] [--profile FILE]
+                                   [--workers N]   # FLOWGATE_WORKERS, PostgreSQL only
 
 Reports: how many succeeded, flowgate's RSS when idle (after start and a few warm-up
 requests) and at peak (``VmHWM``, and the highest ``VmRSS`` sampled every 0.2 s), and
@@ -45,10 +46,10 @@ TARGET_ADDED_P99_MS = 1000.0
 
 
 class RssSampler:
-    """Samples a process's RSS and open files every ``interval`` seconds in a thread."""
+    """Samples the summed RSS and open files of processes every ``interval`` s in a thread."""
 
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
-        self.pid = pid
+    def __init__(self, pids: list[int], interval: float = 0.2) -> None:
+        self.pids = pids
         self.interval = interval
         self.rss: list[float] = []
         self.fds: list[int] = []
@@ -58,8 +59,8 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.rss.append(rss_mb(self.pid))
-                self.fds.append(open_fds(self.pid))
+                self.rss.append(sum(rss_mb(pid) for pid in self.pids))
+                self.fds.append(sum(open_fds(pid) for pid in self.pids))
             except OSError:
                 return
             self._stop.wait(self.interval)
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--delay", type=int, default=10_000, help="upstream delay, ms")
     parser.add_argument("--backend", default="sqlite", choices=("sqlite", "postgres"))
     parser.add_argument("--arrival", default="both", choices=("both", "burst", "steady"))
+    parser.add_argument("--workers", type=int, default=1, help="FLOWGATE_WORKERS (PostgreSQL)")
     parser.add_argument(
         "--profile",
         type=Path,
@@ -127,9 +129,12 @@ def main() -> None:
     print(machine_line(), flush=True)
     arrivals = ("burst", "steady") if args.arrival == "both" else (args.arrival,)
     delay_s = args.delay / 1000
-    env = {"FLOWGATE_UPSTREAM_MAX_CONNECTIONS": str(args.clients + 500)}
+    env = {
+        "FLOWGATE_UPSTREAM_MAX_CONNECTIONS": str(args.clients + 500),
+        "FLOWGATE_WORKERS": str(args.workers),
+    }
 
-    def load(arrival: str, port: int, template: RequestTemplate, pids: dict[str, int]) -> Any:
+    def load(arrival: str, port: int, template: RequestTemplate, pids: dict[str, list[int]]) -> Any:
         spec = LoadSpec(
             "127.0.0.1",
             port,
@@ -142,10 +147,12 @@ def main() -> None:
             duration=3 * delay_s,
             measure_after=delay_s,
             timeout=delay_s + 120,
-            watch_pids=list(pids.values()),
+            watch_pids=[pid for group in pids.values() for pid in group],
         )
         result = run_in_process(spec)
-        result["cpu_s"] = {name: result["cpu_s"][str(pid)] for name, pid in pids.items()}
+        result["cpu_s"] = {
+            name: sum(result["cpu_s"][str(pid)] for pid in group) for name, group in pids.items()
+        }
         return result
 
     direct: dict[str, Any] = {}
@@ -153,7 +160,7 @@ def main() -> None:
     with Scratch() as work, Sandbox(work, delay_ms=args.delay).start() as sandbox:
         for arrival in arrivals:
             direct[arrival] = load(
-                arrival, sandbox.port, direct_request(), {"sandbox": sandbox.pid}
+                arrival, sandbox.port, direct_request(), {"sandbox": [sandbox.pid]}
             )
         with Flowgate(work, backend=args.backend, env=env).start() as gateway:
             accounts = max(1, -(-args.clients // 1000)) + 1
@@ -177,15 +184,17 @@ def main() -> None:
             )
             run_in_process(warm)
             time.sleep(2)
-            idle = rss_mb(gateway.pid)
-            idle_fds = open_fds(gateway.pid)
-            pids = {"flowgate": gateway.pid, "sandbox": sandbox.pid}
+            servers = gateway.server_pids  # the workers, when there are several
+            assert len(servers) == args.workers, servers
+            idle = sum(rss_mb(pid) for pid in servers)
+            idle_fds = sum(open_fds(pid) for pid in servers)
+            pids = {"flowgate": servers, "sandbox": [sandbox.pid]}
             spy = (
-                start_profile(gateway.pid, delay_s + 15, args.profile, rate=1000)
+                start_profile(servers[0], delay_s + 15, args.profile, rate=1000)
                 if args.profile
                 else None
             )
-            with RssSampler(gateway.pid) as sampler:
+            with RssSampler(servers) as sampler:
                 for arrival in arrivals:
                     through[arrival] = load(
                         arrival, gateway.port, flowgate_request(gateway.token), pids
@@ -193,9 +202,12 @@ def main() -> None:
                     time.sleep(2)
             if spy is not None:
                 spy.wait()
-            after = rss_mb(gateway.pid)
-            hwm = peak_rss_mb(gateway.pid)
-    print(f"backend {args.backend}; {args.clients} clients, upstream delay {args.delay} ms")
+            after = sum(rss_mb(pid) for pid in servers)
+            hwm = sum(peak_rss_mb(pid) for pid in servers)
+    print(
+        f"backend {args.backend}, {args.workers} worker(s); {args.clients} clients, "
+        f"upstream delay {args.delay} ms (RSS and CPU: all workers together)"
+    )
     print(f"RSS idle: {idle:.0f} MB (target ≤ {TARGET_IDLE_MB:g}); open files idle {idle_fds}")
     print(
         f"RSS peak: VmHWM {hwm:.0f} MB, highest sample {max(sampler.rss, default=0):.0f} MB "

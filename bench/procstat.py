@@ -18,6 +18,22 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / _TICKS
 
 
+def child_pids(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (the workers of ``flowgate serve``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        state, parent = stat[stat.rindex(")") + 2 :].split()[:2]
+        if int(parent) == pid and state != "Z":
+            found.append(int(entry))
+    return sorted(found)
+
+
 def _status_kb(pid: int, name: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(name + ":"):

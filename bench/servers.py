@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from bench.procstat import child_pids
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_SERVER_URL = os.environ.get("FLOWGATE_BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 
@@ -224,6 +226,11 @@ class Flowgate(_Process):
             if line.strip().startswith("FLOWGATE_TOKEN="):
                 self.token = line.strip().split("=", 1)[1]
         return self
+
+    @property
+    def server_pids(self) -> list[int]:
+        """The processes serving requests: the workers when there are several, else it."""
+        return child_pids(self.pid) or [self.pid]
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the server; the scratch database stays until :meth:`dispose`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -256,3 +256,60 @@ async def test_a_burst_of_an_unlimited_user_reads_the_balance_once(database: Asy
     finally:
         event.remove(Engine, "before_cursor_execute", count)
         await queue.close()
+
+
+def count_statements(prefix: str) -> tuple[list[str], Callable[..., None]]:
+    """Statements starting with ``prefix`` sent on any engine (the queue's own included)."""
+    seen: list[str] = []
+
+    def listener(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith(prefix):
+            seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", listener)
+    return seen, listener
+
+
+async def test_rows_of_one_batch_go_as_one_statement_per_kind(database: AsyncEngine) -> None:
+    """50 jobs created and then completed together: 1 INSERT and 1 UPDATE, not 50 each."""
+    queue = write_queue(database, session_factory(database))
+    inserts, on_insert = count_statements("INSERT INTO JOBS")
+    updates, on_update = count_statements("UPDATE JOBS")
+    try:
+        # Submitted without waiting: all 50 are pending when the queue drains.
+        await asyncio.gather(*[queue.submit(insert_row(new_job(f"g{n}"))) for n in range(50)])
+        await asyncio.gather(
+            *[
+                queue.submit(update_job(f"g{n}", status="completed", updated_at=datetime.now(UTC)))
+                for n in range(50)
+            ]
+        )
+    finally:
+        event.remove(Engine, "before_cursor_execute", on_insert)
+        event.remove(Engine, "before_cursor_execute", on_update)
+        await queue.close()
+    assert len(inserts) == 1 and len(updates) == 1
+    rows = await job_rows(database)
+    assert len(rows) == 50 and set(rows.values()) == {"completed"}
+
+
+async def test_grouped_inserts_put_parent_rows_first(database: AsyncEngine) -> None:
+    """A write adding a user and its job, behind a write adding a job of another user:
+    the batch's users go in before its jobs, so it commits as one (foreign keys hold)."""
+    queue = write_queue(database, session_factory(database))
+    commits = count_commits(queue, database)
+    try:
+        owner = queue.submit(insert_row(new_job("of-owner")))
+        newcomer_job = new_job("of-newcomer")
+        newcomer_job.user_id = 500
+        both = queue.submit(
+            together(
+                insert_values(User, {"id": 500, "name": "newcomer", "webhook_secret": "s"}),
+                insert_row(newcomer_job),
+            )
+        )
+        await asyncio.gather(owner, both)
+    finally:
+        await queue.close()
+    assert set(await job_rows(database)) == {"of-owner", "of-newcomer"}
+    assert len(commits) == 1  # no failed batch retried write by write

@@ -161,7 +161,7 @@ def main() -> None:
                 keep_bodies=True,
             )
             began = time.monotonic()
-            with RssSampler(gateway.pid, interval=1.0) as sampler:
+            with RssSampler(gateway.server_pids, interval=1.0) as sampler:
                 result = run_in_process(spec)
             time.sleep(3)  # let webhooks-free bookkeeping settle
             end_fds = open_fds(gateway.pid)

@@ -12,6 +12,7 @@ SIGINT.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import signal
 import socket
 import subprocess
@@ -23,10 +24,34 @@ from flowgate import __version__
 from flowgate.config import Settings
 from flowgate.runtime import bootstrap, open_runtime
 
-# A worker that exits sooner than this after its start failed to start (a taken port,
-# a bad database): restarting it would only loop, so everything stops.
+# A worker that exits this soon after its first start failed to start (a bad database,
+# a bad setting): restarting it would only loop, so everything stops. Later deaths are
+# restarted, RESTART_PAUSE_SECONDS apart.
 STARTUP_SECONDS = 10.0
-STOP_TIMEOUT_SECONDS = 30.0
+RESTART_PAUSE_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    # Without SO_REUSEPORT this bind fails while anything (an earlier flowgate's
+    # workers included) holds the port, which SO_REUSEPORT alone would silently share.
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            return False
+    return True
+
+
+def _die_with_parent() -> None:
+    # Runs in the worker before exec: SIGTERM when the supervising process dies, so no
+    # worker outlives it and serves on under a name a new supervisor will reuse.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -52,6 +77,9 @@ async def _prepare(settings: Settings) -> str | None:
 
 def run_workers(settings: Settings, worker_args: list[str]) -> int:
     """Run ``settings.workers`` workers until stopped; the exit code for the command."""
+    if not _port_is_free(settings.host, settings.port):
+        print(f"flowgate: {settings.host}:{settings.port} is in use", file=sys.stderr)
+        return 1
     token = asyncio.run(_prepare(settings))
     base = settings.effective_instance_id
     print(
@@ -63,48 +91,42 @@ def run_workers(settings: Settings, worker_args: list[str]) -> int:
         print("  first start: created user 'admin'; its API token (shown once):", flush=True)
         print(f"  FLOWGATE_TOKEN={token}", flush=True)
     command = [sys.executable, "-m", "flowgate", "serve", *worker_args, "--worker"]
-    stopping = False
+    signals = 0
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        nonlocal signals
+        signals += 1
+        if signals > 1:  # asked twice: stop now, as a second Ctrl-C does for uvicorn
+            for worker in workers.values():
+                if worker.poll() is None:
+                    worker.kill()
 
+    workers: dict[int, subprocess.Popen[bytes]] = {}
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    started: dict[int, float] = {}
-    workers: dict[int, subprocess.Popen[bytes]] = {}
-
-    def start(index: int) -> None:
-        workers[index] = subprocess.Popen([*command, str(index)])
-        started[index] = time.monotonic()
-
+    first_start = time.monotonic()
     for index in range(settings.workers):
-        start(index)
+        workers[index] = subprocess.Popen([*command, str(index)], preexec_fn=_die_with_parent)
     code = 0
-    while not stopping:
+    while not signals:
         time.sleep(0.2)
         for index, worker in list(workers.items()):
             status = worker.poll()
-            if status is None or stopping:
+            if status is None or signals:
                 continue
-            if time.monotonic() - started[index] < STARTUP_SECONDS:
+            status = 128 - status if status < 0 else status  # killed by signal N: 128 + N
+            if time.monotonic() - first_start < STARTUP_SECONDS:
                 print(f"flowgate: worker {index} failed to start (exit {status})", file=sys.stderr)
-                stopping, code = True, status or 1
+                code = status or 1
+                stop(signal.SIGTERM, None)
                 break
             print(f"flowgate: worker {index} exited ({status}); restarting it", file=sys.stderr)
-            start(index)
-    _stop_all(list(workers.values()))
-    return code
-
-
-def _stop_all(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
+            time.sleep(RESTART_PAUSE_SECONDS)
+            workers[index] = subprocess.Popen([*command, str(index)], preexec_fn=_die_with_parent)
+    for worker in workers.values():
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    for worker in workers:
-        try:
-            worker.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+    # Like one uvicorn process, a worker finishes its requests first; no deadline here.
+    for worker in workers.values():
+        worker.wait()
+    return code

@@ -30,6 +30,15 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def instances_answering(gateway: Gateway, wanted: set[str], timeout: float = 30) -> set[str]:
     """Instance ids seen on /healthz over new connections, until all of ``wanted`` answered."""
     seen: set[str] = set()
@@ -77,7 +86,7 @@ def test_workers_share_the_port_each_an_instance(
     assert len(workers) == 2
     gateway.stop()  # SIGTERM to the parent stops every worker
     assert gateway.proc is not None and gateway.proc.returncode == 0
-    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert not any(alive(pid) for pid in workers)
 
 
 def test_a_worker_that_dies_is_started_again(gateway_factory: Callable[..., Gateway]) -> None:
@@ -97,6 +106,17 @@ def test_a_worker_that_dies_is_started_again(gateway_factory: Callable[..., Gate
     assert len(now) == 2 and victim not in now
     assert instances_answering(gateway, {"wr/0", "wr/1"}) == {"wr/0", "wr/1"}
     assert "restarting it" in "".join(gateway.output)
+
+    # A second server on the same port is refused, not silently let in beside these.
+    second = gateway.cli("serve", check=False)
+    assert second.returncode == 1 and "in use" in second.stderr
+
+    # If the supervising process dies, its workers go too (no orphans on the port).
+    os.kill(gateway.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in now) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in now)
 
 
 def test_workers_on_sqlite_are_refused(gateway_factory: Callable[..., Gateway]) -> None:

@@ -100,11 +100,13 @@ def _run_grouped(connection: Connection, writes: list[Write]) -> list[tuple[bool
                     group[1].append(step.params)
             else:
                 others.append((index, step))
+    results: list[Any] = [None] * len(writes)
     for first, rows in sorted(groups.values(), key=lambda group: group[0].order):
         connection.execute(first.statement, rows if len(rows) > 1 else rows[0])
-    results: list[Any] = [None] * len(writes)
     for index, step in others:
-        results[index] = step(connection)
+        result = step(connection)
+        if step is writes[index]:  # a plain write's own result; Steps give None, as alone
+            results[index] = result
     return [(True, result) for result in results]
 
 

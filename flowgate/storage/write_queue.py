@@ -17,7 +17,8 @@ the batch's other rows for the same statement and sent as one ``executemany``: 5
 completing jobs are three statements, not 1,500 (on PostgreSQL each statement is a
 round trip). Groups run first, INSERTs in table order (parents first), then every
 other write in order. Writes in one batch come from callers that did not wait for each
-other, so no order between them is owed.
+other, so no order between them is owed: a caller whose second write depends on its
+first must await the first before submitting the second (every caller does today).
 
 If any write of a batch fails, the batch is rolled back and each write is run again
 in its own transaction, statement by statement, so one bad write fails only its own

@@ -226,14 +226,11 @@ class ImageService:
                     break
                 except FlowgateError as exc:
                     await self._jobs.record_event(
-                        UpstreamAttempt(
-                            user_id=caller.user_id,
-                            account_email=account.email,
-                            kind="image",
-                            model=model.name,
-                            job_id=job.id,
-                            http_status=exc.status,
-                            response_ms=int((time.perf_counter() - started) * 1000),
+                        UpstreamAttempt.of_job(
+                            job,
+                            account.email,
+                            exc.status,
+                            int((time.perf_counter() - started) * 1000),
                         )
                     )
                     retry = False
@@ -293,15 +290,7 @@ class ImageService:
             response = {"media": media_entries}
             missing = spec.count - len(media_entries)
             event = self._jobs.event_write(
-                UpstreamAttempt(
-                    user_id=caller.user_id,
-                    account_email=account.email,
-                    kind="image",
-                    model=model.name,
-                    job_id=job.id,
-                    http_status=200,
-                    response_ms=elapsed_ms,
-                )
+                UpstreamAttempt.of_job(job, account.email, 200, elapsed_ms)
             )
             await self._jobs.complete(
                 job,

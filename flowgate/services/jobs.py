@@ -53,6 +53,21 @@ class UpstreamAttempt:
     http_status: int
     response_ms: int
 
+    @classmethod
+    def of_job(
+        cls, job: Job, account_email: str, http_status: int, response_ms: int
+    ) -> UpstreamAttempt:
+        """The attempt made for ``job`` (its user, kind, model and id) on ``account_email``."""
+        return cls(
+            user_id=job.user_id,
+            account_email=account_email,
+            kind=job.kind,
+            model=job.model,
+            job_id=job.id,
+            http_status=http_status,
+            response_ms=response_ms,
+        )
+
 
 @dataclass(frozen=True)
 class JobListing:

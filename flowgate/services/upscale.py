@@ -337,7 +337,7 @@ class UpscaleService:
                     jpeg = await self._render(account, spec, source)
                     break
                 except FlowgateError as exc:
-                    await self._event(caller, account, job, exc.status, started)
+                    await self._event(account, job, exc.status, started)
                     retry = False
                     if isinstance(exc, UpstreamError) and not isinstance(exc, ContentBlocked):
                         await self._picker.report_failure(account, exc, UPSCALE_MODEL)
@@ -356,7 +356,7 @@ class UpscaleService:
                             continue
                     await self._jobs.fail(job, exc)
                     raise
-            await self._event(caller, account, job, 200, started)
+            await self._event(account, job, 200, started)
         finally:
             lease.release()
         return _Result(jpeg, UPSCALER_NANO_BANANA_PRO, account.email, UPSCALE_MODEL, job)
@@ -392,18 +392,10 @@ class UpscaleService:
                 f"upstream answered the upscale with an image flowgate cannot decode: {exc}"
             ) from exc
 
-    async def _event(
-        self, caller: Caller, account: Account, job: Job, status: int, started: float
-    ) -> None:
+    async def _event(self, account: Account, job: Job, status: int, started: float) -> None:
         await self._jobs.record_event(
-            UpstreamAttempt(
-                user_id=caller.user_id,
-                account_email=account.email,
-                kind="image",
-                model=UPSCALE_MODEL,
-                job_id=job.id,
-                http_status=status,
-                response_ms=int((time.perf_counter() - started) * 1000),
+            UpstreamAttempt.of_job(
+                job, account.email, status, int((time.perf_counter() - started) * 1000)
             )
         )
 

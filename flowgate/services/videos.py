@@ -301,14 +301,11 @@ class VideoService:
             )
         if first_error is not None and all(op["state"] == "failed" for op in operations):
             await self._jobs.record_event(
-                UpstreamAttempt(
-                    user_id=caller.user_id,
-                    account_email=account.email,
-                    kind="video",
-                    model=job.model,
-                    job_id=job.id,
-                    http_status=first_error.status,
-                    response_ms=int((time.perf_counter() - started) * 1000),
+                UpstreamAttempt.of_job(
+                    job,
+                    account.email,
+                    first_error.status,
+                    int((time.perf_counter() - started) * 1000),
                 )
             )
             await self._jobs.fail(job, first_error)
@@ -851,17 +848,7 @@ class VideoPoller:
         elapsed = self._elapsed_ms(internal)
         succeeded = [op for op in operations if op["state"] == "done"]
         status = 200 if succeeded else http_status_for_code(operations[0]["error"]["code"])
-        await self._jobs.record_event(
-            UpstreamAttempt(
-                user_id=job.user_id,
-                account_email=account.email,
-                kind="video",
-                model=job.model,
-                job_id=job.id,
-                http_status=status,
-                response_ms=elapsed,
-            )
-        )
+        await self._jobs.record_event(UpstreamAttempt.of_job(job, account.email, status, elapsed))
         await self._jobs.set_internal(job, internal, response)
         if succeeded:
             unit = int(internal.get("unitPrice", 0))

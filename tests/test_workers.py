@@ -10,24 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.procstat import child_pids
 from tests.gateway import Gateway
-
-
-def children(pid: int) -> set[int]:
-    """Live processes whose parent is ``pid``."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # "pid (name) state ppid ...": the name may hold spaces, so split after ")".
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry))
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -82,7 +66,7 @@ def test_workers_share_the_port_each_an_instance(
         assert record.status_code == 200, record.text
         assert record.json()["status"] == "completed"
 
-    workers = children(gateway.proc.pid)  # type: ignore[union-attr]
+    workers = set(child_pids(gateway.proc.pid))  # type: ignore[union-attr]
     assert len(workers) == 2
     gateway.stop()  # SIGTERM to the parent stops every worker
     assert gateway.proc is not None and gateway.proc.returncode == 0
@@ -94,12 +78,12 @@ def test_a_worker_that_dies_is_started_again(gateway_factory: Callable[..., Gate
     gateway.start()
     assert instances_answering(gateway, {"wr/0", "wr/1"}) == {"wr/0", "wr/1"}
     time.sleep(10)  # past the start-up window, in which a death stops everything instead
-    before = children(gateway.proc.pid)  # type: ignore[union-attr]
+    before = set(child_pids(gateway.proc.pid))  # type: ignore[union-attr]
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        now = children(gateway.proc.pid)  # type: ignore[union-attr]
+        now = set(child_pids(gateway.proc.pid))  # type: ignore[union-attr]
         if len(now) == 2 and victim not in now:
             break
         time.sleep(0.2)

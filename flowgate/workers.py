@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from types import FrameType
+from typing import Any
 
 from flowgate import __version__
 from flowgate.config import Settings
@@ -32,12 +33,14 @@ RESTART_PAUSE_SECONDS = 1.0
 _PR_SET_PDEATHSIG = 1
 
 
+def _listen_address(host: str, port: int) -> tuple[Any, ...]:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+
+
 def _port_is_free(host: str, port: int) -> bool:
     # Without SO_REUSEPORT this bind fails while anything (an earlier flowgate's
     # workers included) holds the port, which SO_REUSEPORT alone would silently share.
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    family, kind, proto, _, address = _listen_address(host, port)
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -56,9 +59,7 @@ def _die_with_parent() -> None:
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` that other workers may bind as well."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    family, kind, proto, _, address = _listen_address(host, port)
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

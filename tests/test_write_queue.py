@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, event, func, select, text
@@ -17,7 +18,7 @@ from flowgate.services.credits import CreditService
 from flowgate.storage.db import create_engine, session_factory, write_queue
 from flowgate.storage.migrate import migrate
 from flowgate.storage.models import Job, User
-from flowgate.storage.write_queue import IDLE_RECHECK_SECONDS, QueueClosed, WriteQueue
+from flowgate.storage.write_queue import IDLE_RECHECK_SECONDS, QueueClosed, Write, WriteQueue
 from flowgate.storage.writes import insert_row, insert_values, together, update_job
 from tests.gateway import BACKENDS, create_pg_database, drop_pg_database
 
@@ -185,6 +186,48 @@ async def test_queue_reconnects_after_its_connection_is_killed(postgres: AsyncEn
     finally:
         await queue.close()
     assert {"before", "after-idle", "after"} <= set(await job_rows(postgres))
+
+
+def transaction_commands(engine: AsyncEngine) -> list[str]:
+    """BEGIN, COMMIT and ROLLBACK as the engine's new asyncpg connections send them."""
+    commands: list[str] = []
+
+    def log(logged: Any) -> None:
+        word = logged.query.split()[0].rstrip(";").upper()
+        if word in {"BEGIN", "COMMIT", "ROLLBACK"}:
+            commands.append(word)
+
+    def watch(_dbapi: object, record: Any) -> None:
+        record.driver_connection.add_query_logger(log)
+
+    event.listen(engine.sync_engine, "connect", watch)
+    return commands
+
+
+async def test_a_lone_statement_goes_without_begin_and_commit(postgres: AsyncEngine) -> None:
+    await postgres.dispose()  # the fixture's pooled connections were made before the watch
+    commands = transaction_commands(postgres)
+    queue = write_queue(postgres, session_factory(postgres))
+    seen: dict[str, list[str]] = {}
+
+    async def run(label: str, write: Write) -> None:
+        try:
+            await queue.run(write)
+        finally:
+            await asyncio.sleep(0.05)  # asyncpg calls its query loggers soon, not at once
+            seen[label] = list(commands)
+            commands.clear()
+
+    try:
+        await run("insert", insert_row(new_job("alone")))
+        with pytest.raises(IntegrityError):  # a lone statement that fails changes nothing
+            await run("duplicate", insert_row(new_job("alone")))
+        await run("one step", together(update_job("alone", status="completed"), None))
+        await run("pair", together(insert_row(new_job("pair")), update_job("alone", status="x")))
+    finally:
+        await queue.close()
+    assert seen == {"insert": [], "duplicate": [], "one step": [], "pair": ["BEGIN", "COMMIT"]}
+    assert await job_rows(postgres) == {"alone": "x", "pair": "started"}
 
 
 async def test_writes_after_close_are_refused(database: AsyncEngine) -> None:

@@ -30,8 +30,11 @@ idle ≤ 150 MB, peak ≤ 600 MB, p99 added ≤ 1 s.
 from __future__ import annotations
 
 import argparse
+import json
 import threading
 import time
+import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +77,20 @@ class RssSampler:
         self._thread.join()
 
 
+def sandbox_calls(port: int, *, clear: bool = False) -> list[float]:
+    """When the sandbox answered each generation call (epoch seconds), oldest first."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/_sandbox/calls", method="DELETE" if clear else "GET"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        calls = json.load(response)["calls"]
+    return sorted(
+        datetime.fromisoformat(call["at"].replace("Z", "+00:00")).timestamp()
+        for call in calls
+        if call["method"] == "generateContent"
+    )
+
+
 def report(name: str, direct: dict[str, Any], through: dict[str, Any], delay_ms: float) -> None:
     """One arrival pattern's figures: flowgate against the direct run."""
     print(f"-- {name}")
@@ -100,6 +117,15 @@ def report(name: str, direct: dict[str, Any], through: dict[str, Any], delay_ms:
         f"above the upstream's {delay_ms:.0f} ms: p50 {through['p50_ms'] - delay_ms:.0f} ms, "
         f"p99 {through['p99_ms'] - delay_ms:.0f} ms (direct: p99 {direct_above:.0f} ms)"
     )
+    for label, r in (("direct", direct), ("through flowgate", through)):
+        # Every call is answered a fixed delay after it reached the sandbox: this is when
+        # the requests reached the upstream, counted from the moment the burst was sent.
+        reached = [at - delay_ms / 1000 - r["started_at"] for at in r["answered_at"]]
+        if reached:
+            print(
+                f"upstream reached ({label}): first after {reached[0]:.2f} s, half after "
+                f"{reached[len(reached) // 2]:.2f} s, all after {reached[-1]:.2f} s"
+            )
     gateway_cpu, sandbox_cpu = (through["cpu_s"][k] for k in ("flowgate", "sandbox"))
     # CPU covers the whole run, ramp included: per request sent, not per request counted.
     per_request = 1000 * gateway_cpu / max(1, through["sent"])
@@ -134,6 +160,8 @@ def main() -> None:
         "FLOWGATE_WORKERS": str(args.workers),
     }
 
+    sandbox_port = 0
+
     def load(arrival: str, port: int, template: RequestTemplate, pids: dict[str, list[int]]) -> Any:
         spec = LoadSpec(
             "127.0.0.1",
@@ -149,7 +177,9 @@ def main() -> None:
             timeout=delay_s + 120,
             watch_pids=[pid for group in pids.values() for pid in group],
         )
+        sandbox_calls(sandbox_port, clear=True)
         result = run_in_process(spec)
+        result["answered_at"] = sandbox_calls(sandbox_port) if arrival == "burst" else []
         result["cpu_s"] = {
             name: sum(result["cpu_s"][str(pid)] for pid in group) for name, group in pids.items()
         }
@@ -158,6 +188,7 @@ def main() -> None:
     direct: dict[str, Any] = {}
     through: dict[str, Any] = {}
     with Scratch() as work, Sandbox(work, delay_ms=args.delay).start() as sandbox:
+        sandbox_port = sandbox.port
         for arrival in arrivals:
             direct[arrival] = load(
                 arrival, sandbox.port, direct_request(), {"sandbox": [sandbox.pid]}

@@ -318,6 +318,7 @@ async def _main(spec: LoadSpec) -> dict[str, Any]:
     if spec.mode != "closed":
         summary["throughput_rps"] = summary["ok"] / max(1e-9, elapsed)
     summary["elapsed_s"] = elapsed
+    summary["started_at"] = time.time() - elapsed  # wall clock at t0, to line up with servers
     summary["peak_in_flight"] = run.peak_in_flight
     summary["sent"] = len(run.samples)
     summary["errors"] = run.errors

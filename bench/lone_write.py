@@ -47,7 +47,7 @@ def _job(job_id: str) -> Job:
     )
 
 
-def _none(_writes: list[queue_module.Write]) -> queue_module.Statement | None:
+def _never_lone(_writes: list[queue_module.Write]) -> queue_module.Statement | None:
     return None  # every batch takes the transaction path
 
 
@@ -57,15 +57,15 @@ async def run(writes: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
     engine = create_engine(url)
     lone_statement = queue_module._lone_statement
     results: dict[str, list[tuple[float, float]]] = {"transaction": [], "autocommit": []}
+    queue = write_queue(engine, session_factory(engine))
     try:
         await migrate(engine)
         async with session_factory(engine).begin() as session:
             session.add(User(name="owner", webhook_secret="s"))
-        queue = write_queue(engine, session_factory(engine))
         number = 0
         for _ in range(rounds):
             for way in results:
-                swap = lone_statement if way == "autocommit" else _none
+                swap = lone_statement if way == "autocommit" else _never_lone
                 queue_module._lone_statement = swap  # type: ignore[assignment]
                 wall, cpu = time.perf_counter(), _cpu_seconds()
                 for _ in range(writes):
@@ -77,9 +77,9 @@ async def run(writes: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
                         (_cpu_seconds() - cpu) * 1000 / writes,
                     )
                 )
-        await queue.close()
     finally:
         queue_module._lone_statement = lone_statement
+        await queue.close()
         await engine.dispose()
         drop_pg_database(url)
     return results
@@ -96,9 +96,9 @@ def main() -> None:
     print(f"{args.writes} lone job INSERTs per round, {args.rounds} rounds of each way")
     print("| way | wall ms/write (median) | CPU ms/write (median) | wall, rounds | CPU, rounds |")
     print("|---|---|---|---|---|")
-    for way, rounds in results.items():
-        walls = [wall for wall, _ in rounds]
-        cpus = [cpu for _, cpu in rounds]
+    for way, figures in results.items():
+        walls = [wall for wall, _ in figures]
+        cpus = [cpu for _, cpu in figures]
         print(
             f"| {way} | {statistics.median(walls):.3f} | {statistics.median(cpus):.3f} | "
             f"{' '.join(f'{w:.2f}' for w in walls)} | {' '.join(f'{c:.2f}' for c in cpus)} |"

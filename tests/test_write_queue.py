@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowgate.services.credits import CreditService
+from flowgate.storage import write_queue as write_queue_module
 from flowgate.storage.db import create_engine, session_factory, write_queue
 from flowgate.storage.migrate import migrate
 from flowgate.storage.models import Job, User
@@ -183,9 +184,17 @@ async def test_queue_reconnects_after_its_connection_is_killed(postgres: AsyncEn
         with contextlib.suppress(DBAPIError):
             await queue.run(insert_row(new_job("busy")))
         await queue.run(insert_row(new_job("after")))
+        # The same for a batch of two statements (a transaction, not autocommit).
+        assert await kill_other_backends(postgres) >= 1
+        with contextlib.suppress(DBAPIError):
+            await queue.run(
+                together(insert_row(new_job("busy-2")), update_job("after", status="x"))
+            )
+        await queue.run(together(insert_row(new_job("pair")), update_job("after", status="y")))
     finally:
         await queue.close()
-    assert {"before", "after-idle", "after"} <= set(await job_rows(postgres))
+    rows = await job_rows(postgres)
+    assert {"before", "after-idle", "after", "pair"} <= set(rows) and rows["after"] == "y"
 
 
 def transaction_commands(engine: AsyncEngine) -> list[str]:
@@ -204,7 +213,12 @@ def transaction_commands(engine: AsyncEngine) -> list[str]:
     return commands
 
 
-async def test_a_lone_statement_goes_without_begin_and_commit(postgres: AsyncEngine) -> None:
+async def test_a_lone_statement_goes_without_begin_and_commit(
+    postgres: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow machine must not hand the connection back between writes: the pool's
+    # pre-ping on the next checkout sends a BEGIN and ROLLBACK of its own.
+    monkeypatch.setattr(write_queue_module, "IDLE_RECHECK_SECONDS", 3600.0)
     await postgres.dispose()  # the fixture's pooled connections were made before the watch
     commands = transaction_commands(postgres)
     queue = write_queue(postgres, session_factory(postgres))
@@ -222,12 +236,13 @@ async def test_a_lone_statement_goes_without_begin_and_commit(postgres: AsyncEng
         await run("insert", insert_row(new_job("alone")))
         with pytest.raises(IntegrityError):  # a lone statement that fails changes nothing
             await run("duplicate", insert_row(new_job("alone")))
-        await run("one step", together(update_job("alone", status="completed"), None))
+        # Right after the failure: autocommit is off again, two statements share BEGIN.
         await run("pair", together(insert_row(new_job("pair")), update_job("alone", status="x")))
+        await run("one step", together(update_job("alone", status="completed"), None))
     finally:
         await queue.close()
-    assert seen == {"insert": [], "duplicate": [], "one step": [], "pair": ["BEGIN", "COMMIT"]}
-    assert await job_rows(postgres) == {"alone": "x", "pair": "started"}
+    assert seen == {"insert": [], "duplicate": [], "pair": ["BEGIN", "COMMIT"], "one step": []}
+    assert await job_rows(postgres) == {"alone": "completed", "pair": "started"}
 
 
 async def test_writes_after_close_are_refused(database: AsyncEngine) -> None:

@@ -149,15 +149,15 @@ def _apply_alone(connection: Connection, statement: Statement) -> list[tuple[boo
     """
     # The DB-API attribute, not the isolation_level execution option: that option adds a
     # reset callback to the connection record each time, and this connection is kept.
-    dbapi: Any = connection.connection.dbapi_connection
-    dbapi.autocommit = True
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    dbapi_connection.autocommit = True
     try:
         with connection.begin():  # SQLAlchemy's bookkeeping only: nothing is sent
             statement(connection)
     except Exception as error:
         return [(False, error)]
     finally:
-        dbapi.autocommit = False
+        dbapi_connection.autocommit = False
     return [(True, None)]
 
 

@@ -23,17 +23,17 @@ Reports: how many succeeded, flowgate's RSS when idle (after start and a few war
 requests) and at peak (``VmHWM``, and the highest ``VmRSS`` sampled every 0.2 s), and
 per arrival pattern the latency distribution, the latency flowgate adds, the latency
 above the upstream's delay (which also holds what the sandbox and the load generator
-take) and the CPU seconds each process spent. Targets: every request succeeds,
+take), for the burst when its calls came into the sandbox (the sandbox's call log, from
+the moment the burst was sent: the part of the latency before the upstream's delay
+starts) and the CPU seconds each process spent. Targets: every request succeeds,
 idle ≤ 150 MB, peak ≤ 600 MB, p99 added ≤ 1 s.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -77,16 +77,11 @@ class RssSampler:
         self._thread.join()
 
 
-def sandbox_calls(port: int, *, clear: bool = False) -> list[float]:
-    """When the sandbox answered each generation call (epoch seconds), oldest first."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/_sandbox/calls", method="DELETE" if clear else "GET"
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        calls = json.load(response)["calls"]
+def sandbox_arrivals(sandbox: Sandbox) -> list[float]:
+    """When each generation call came into the sandbox (epoch seconds), earliest first."""
     return sorted(
-        datetime.fromisoformat(call["at"].replace("Z", "+00:00")).timestamp()
-        for call in calls
+        datetime.fromisoformat(call["received"]).timestamp()
+        for call in sandbox.calls()
         if call["method"] == "generateContent"
     )
 
@@ -118,10 +113,14 @@ def report(name: str, direct: dict[str, Any], through: dict[str, Any], delay_ms:
         f"p99 {through['p99_ms'] - delay_ms:.0f} ms (direct: p99 {direct_above:.0f} ms)"
     )
     for label, r in (("direct", direct), ("through flowgate", through)):
-        # Every call is answered a fixed delay after it reached the sandbox: this is when
-        # the requests reached the upstream, counted from the moment the burst was sent.
-        reached = [at - delay_ms / 1000 - r["started_at"] for at in r["answered_at"]]
-        if reached:
+        # When the calls came into the sandbox, counted from the moment the burst was sent:
+        # the latency before the upstream's delay starts.
+        if r["arrivals"] is None:
+            continue
+        reached = [at - r["started_at"] for at in r["arrivals"]]
+        if len(reached) != r["sent"]:
+            print(f"upstream reached ({label}): {len(reached)} calls logged for {r['sent']} sent")
+        elif reached:
             print(
                 f"upstream reached ({label}): first after {reached[0]:.2f} s, half after "
                 f"{reached[len(reached) // 2]:.2f} s, all after {reached[-1]:.2f} s"
@@ -160,9 +159,13 @@ def main() -> None:
         "FLOWGATE_WORKERS": str(args.workers),
     }
 
-    sandbox_port = 0
-
-    def load(arrival: str, port: int, template: RequestTemplate, pids: dict[str, list[int]]) -> Any:
+    def load(
+        sandbox: Sandbox,
+        arrival: str,
+        port: int,
+        template: RequestTemplate,
+        pids: dict[str, list[int]],
+    ) -> Any:
         spec = LoadSpec(
             "127.0.0.1",
             port,
@@ -177,9 +180,10 @@ def main() -> None:
             timeout=delay_s + 120,
             watch_pids=[pid for group in pids.values() for pid in group],
         )
-        sandbox_calls(sandbox_port, clear=True)
+        sandbox.clear_calls()
         result = run_in_process(spec)
-        result["answered_at"] = sandbox_calls(sandbox_port) if arrival == "burst" else []
+        # Only the burst: the steady run's calls outnumber the sandbox's call log.
+        result["arrivals"] = sandbox_arrivals(sandbox) if arrival == "burst" else None
         result["cpu_s"] = {
             name: sum(result["cpu_s"][str(pid)] for pid in group) for name, group in pids.items()
         }
@@ -188,10 +192,9 @@ def main() -> None:
     direct: dict[str, Any] = {}
     through: dict[str, Any] = {}
     with Scratch() as work, Sandbox(work, delay_ms=args.delay).start() as sandbox:
-        sandbox_port = sandbox.port
         for arrival in arrivals:
             direct[arrival] = load(
-                arrival, sandbox.port, direct_request(), {"sandbox": [sandbox.pid]}
+                sandbox, arrival, sandbox.port, direct_request(), {"sandbox": [sandbox.pid]}
             )
         with Flowgate(work, backend=args.backend, env=env).start() as gateway:
             accounts = max(1, -(-args.clients // 1000)) + 1
@@ -228,7 +231,7 @@ def main() -> None:
             with RssSampler(servers) as sampler:
                 for arrival in arrivals:
                     through[arrival] = load(
-                        arrival, gateway.port, flowgate_request(gateway.token), pids
+                        sandbox, arrival, gateway.port, flowgate_request(gateway.token), pids
                     )
                     time.sleep(2)
             if spy is not None:

@@ -175,8 +175,14 @@ class _Run:
         self.requests = _Requests(spec)
         self.samples: list[Sample] = []
         self.errors: dict[str, int] = {}
-        self.t0 = time.perf_counter()
+        self.start()
         self.peak_in_flight = 0
+
+    def start(self) -> None:
+        """Mark now as the run's start (``t0``), and its wall-clock time to line up with
+        what servers log."""
+        self.t0 = time.perf_counter()
+        self.t0_wall = time.time()
 
     async def one(self, conn: _Connection) -> None:
         request = self.requests.next()
@@ -210,7 +216,7 @@ async def _burst(run: _Run) -> None:
     conns = [_Connection(spec.host, spec.port) for _ in range(spec.concurrency)]
     for index in range(0, len(conns), spec.connect_batch):
         await asyncio.gather(*(c.open() for c in conns[index : index + spec.connect_batch]))
-    run.t0 = time.perf_counter()
+    run.start()
 
     async def worker(conn: _Connection) -> None:
         for _ in range(spec.per_worker):
@@ -318,7 +324,7 @@ async def _main(spec: LoadSpec) -> dict[str, Any]:
     if spec.mode != "closed":
         summary["throughput_rps"] = summary["ok"] / max(1e-9, elapsed)
     summary["elapsed_s"] = elapsed
-    summary["started_at"] = time.time() - elapsed  # wall clock at t0, to line up with servers
+    summary["started_at"] = run.t0_wall
     summary["peak_in_flight"] = run.peak_in_flight
     summary["sent"] = len(run.samples)
     summary["errors"] = run.errors

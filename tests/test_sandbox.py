@@ -7,6 +7,7 @@ import io
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -722,6 +723,11 @@ def test_call_log_records_and_resets(client: httpx.Client) -> None:
         headers=headers,
     )
     client.post(f"/v1beta/models/{IMAGEN}:predict", json={"instances": [{}]}, headers=headers)
+    client.post(
+        f"/v1beta/models/{NANO_25}:generateContent",
+        json=content_body("x [sandbox:delay=300]"),
+        headers=headers,
+    )
 
     calls = [c for c in client.get("/_sandbox/calls").json()["calls"] if c["key"] == key]
     assert [(c["model"], c["method"], c["status"]) for c in calls] == [
@@ -729,8 +735,15 @@ def test_call_log_records_and_resets(client: httpx.Client) -> None:
         (NANO_25, "generateContent", 200),
         (NANO_25, "generateContent", 503),
         (IMAGEN, "predict", 400),
+        (NANO_25, "generateContent", 200),
     ]
-    assert all(c["at"].endswith("Z") for c in calls)
+    assert all(c["at"].endswith("Z") and c["received"].endswith("Z") for c in calls)
+    # "received" is when the call came in, "at" when it was answered: the delay between.
+    waited = [
+        datetime.fromisoformat(c["at"]) - datetime.fromisoformat(c["received"]) for c in calls
+    ]
+    assert all(timedelta(0) <= wait < timedelta(seconds=0.3) for wait in waited[:4])
+    assert timedelta(seconds=0.299) <= waited[4] < timedelta(seconds=5)  # ms-rounded times
 
     assert client.delete("/_sandbox/calls").status_code == 200
     assert client.get("/_sandbox/calls").json() == {"calls": []}

@@ -144,6 +144,7 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> FastAPI:
         work: Callable[[], Awaitable[dict[str, Any] | Response]],
     ) -> Response:
         """Check the key, run ``work``, render a Google error on failure, log the call."""
+        received = datetime.now(UTC)
         key = api_key_of(request)
         response: Response
         try:
@@ -152,7 +153,9 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> FastAPI:
             response = result if isinstance(result, Response) else JSONResponse(result)
         except GoogleApiError as error:
             response = JSONResponse(error.body(), status_code=error.http_status)
-        state.calls.record(key=key, model=model, method=method, status=response.status_code)
+        state.calls.record(
+            key=key, model=model, method=method, status=response.status_code, received=received
+        )
         return response
 
     async def admin(work: Callable[[], Awaitable[dict[str, Any]]]) -> JSONResponse:

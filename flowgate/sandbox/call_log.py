@@ -19,7 +19,12 @@ class SandboxCall:
     model: str | None
     method: str
     status: int
-    at: str  # ISO 8601 UTC with milliseconds
+    at: str  # when it was answered: ISO 8601 UTC with milliseconds
+    received: str  # when its handler started (an answer may come a set delay later)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class CallLog:
@@ -28,10 +33,27 @@ class CallLog:
     def __init__(self, capacity: int) -> None:
         self._calls: deque[SandboxCall] = deque(maxlen=capacity)
 
-    def record(self, *, key: str | None, model: str | None, method: str, status: int) -> None:
-        """Append one call, dropping the oldest when full."""
-        at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        self._calls.append(SandboxCall(key=key, model=model, method=method, status=status, at=at))
+    def record(
+        self,
+        *,
+        key: str | None,
+        model: str | None,
+        method: str,
+        status: int,
+        received: datetime | None = None,
+    ) -> None:
+        """Append one call, dropping the oldest when full; ``received`` defaults to now."""
+        now = datetime.now(UTC)
+        self._calls.append(
+            SandboxCall(
+                key=key,
+                model=model,
+                method=method,
+                status=status,
+                at=_iso(now),
+                received=_iso(received or now),
+            )
+        )
 
     def as_json(self) -> list[dict[str, Any]]:
         """All kept calls as JSON objects."""

@@ -394,6 +394,10 @@ def test_bad_token_stops_the_batch(gateway: Gateway, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- interrupt and resume
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupt_then_resume_generates_only_what_is_left(
     gateway: Gateway, tmp_path: Path
 ) -> None:
@@ -413,6 +417,9 @@ def test_interrupt_then_resume_generates_only_what_is_left(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as in a terminal: a test run started in the background (`cmd &`) passes
+        # SIGINT on ignored, and Python then never raises KeyboardInterrupt.
+        preexec_fn=_default_sigint,
     )
     manifest = tmp_path / "out" / "manifest.jsonl"
     wait_until(lambda: manifest.exists() and len(records(tmp_path / "out")) >= 2, "2 prompts done")

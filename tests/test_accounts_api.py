@@ -250,3 +250,11 @@ def test_healthz_and_openapi(gateway: Gateway) -> None:
         "/healthz",
     ):
         assert path in spec["paths"], path
+    # Client generators name methods after operationIds: each must be unique and stable.
+    operation_ids = [
+        operation["operationId"]
+        for methods in spec["paths"].values()
+        for operation in methods.values()
+    ]
+    assert len(operation_ids) == len(set(operation_ids)), sorted(operation_ids)
+    assert "get_media_media__media_id__head" in operation_ids

@@ -10,7 +10,9 @@ from flowgate.api.deps import RuntimeDep
 router = APIRouter(tags=["media"])
 
 
-@router.api_route("/media/{media_id}", methods=["GET", "HEAD"], summary="Download a stored file")
+# One route per method, so each has its own operationId in /openapi.json.
+@router.get("/media/{media_id}", summary="Download a stored file")
+@router.head("/media/{media_id}", summary="Download a stored file")
 async def get_media(
     media_id: str, runtime: RuntimeDep, exp: str | None = None, sig: str | None = None
 ) -> FileResponse:

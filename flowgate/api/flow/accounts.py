@@ -58,12 +58,10 @@ async def list_accounts(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any
     return await runtime.accounts.list_accounts(caller, balance)
 
 
-@router.api_route(
-    "/accounts/captcha-providers",
-    methods=["GET", "POST"],
-    include_in_schema=True,
-    summary="Not offered: flowgate solves no captchas",
-)
+# One route per method: a route with two methods gets one operationId for both,
+# a duplicate in /openapi.json.
+@router.get("/accounts/captcha-providers", summary="Not offered: flowgate solves no captchas")
+@router.post("/accounts/captcha-providers", summary="Not offered: flowgate solves no captchas")
 async def captcha_providers(caller: CallerDep) -> None:
     """Always 404 with an explanation."""
     raise NotFound(_NO_CAPTCHA.format(what="captcha-providers"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,7 +15,12 @@ from flowgate import client_cli
 from flowgate.config import Settings, SettingsError, load_settings
 from flowgate.domain.errors import FlowgateError
 from flowgate.process import KEEP_ALIVE_SECONDS, raise_open_file_limit, tune_garbage_collector
-from flowgate.runtime import Runtime, open_runtime
+
+if TYPE_CHECKING:
+    from flowgate.runtime import Runtime
+
+# The server side (flowgate.runtime, flowgate.app: SQLAlchemy, Alembic, aiohttp, Pillow)
+# is imported by the commands that use it, so client commands and --help start fast.
 
 app = typer.Typer(
     help="flowgate: self-hosted gateway for AI image and video generation.",
@@ -43,6 +48,8 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
+    from flowgate.runtime import open_runtime
+
     settings = _settings()
 
     async def run() -> T:
@@ -66,9 +73,6 @@ def serve(
     worker: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Start the gateway (SQLite, local media and the sandbox upstream by default)."""
-    import uvicorn
-
-    from flowgate.app import create_app
     from flowgate.workers import reuse_port_socket, run_workers
 
     settings = _settings(host=host, port=port)
@@ -76,6 +80,10 @@ def serve(
     if worker is None and settings.workers > 1:
         given = [*(["--host", host] if host else []), *(["--port", str(port)] if port else [])]
         raise typer.Exit(run_workers(settings, given))
+    import uvicorn
+
+    from flowgate.app import create_app
+
     if worker is not None:
         settings = settings.for_worker(worker)
     application = create_app(settings)

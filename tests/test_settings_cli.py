@@ -39,6 +39,18 @@ def test_bad_settings_fail_with_one_line(tmp_path) -> None:
         assert name in lines[0], lines[0]
 
 
+def test_the_command_line_loads_no_server_code() -> None:
+    # Client commands and --help start without the server's imports (seconds on a slow
+    # machine); serve and the users commands import it when they run.
+    probe = "import sys, flowgate.cli; print(sorted(set(sys.modules) & set(sys.argv[1:])))"
+    heavy = ("flowgate.runtime", "flowgate.app", "sqlalchemy", "alembic", "aiohttp", "PIL")
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *heavy], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
+
+
 def test_in_memory_sqlite_is_refused(tmp_path) -> None:
     for url in ("sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite://"):
         result = _serve_with({"FLOWGATE_DATABASE_URL": url}, tmp_path)

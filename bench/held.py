@@ -220,15 +220,17 @@ def main() -> None:
             time.sleep(2)
             servers = gateway.server_pids  # the workers, when there are several
             assert len(servers) == args.workers, servers
-            idle = sum(rss_mb(pid) for pid in servers)
-            idle_fds = sum(open_fds(pid) for pid in servers)
-            pids = {"flowgate": servers, "sandbox": [sandbox.pid]}
+            # Memory and CPU count every process, the workers' supervisor too.
+            processes = gateway.all_pids
+            idle = sum(rss_mb(pid) for pid in processes)
+            idle_fds = sum(open_fds(pid) for pid in processes)
+            pids = {"flowgate": processes, "sandbox": [sandbox.pid]}
             spy = (
                 start_profile(servers[0], delay_s + 15, args.profile, rate=1000)
                 if args.profile
                 else None
             )
-            with RssSampler(servers) as sampler:
+            with RssSampler(processes) as sampler:
                 for arrival in arrivals:
                     through[arrival] = load(
                         sandbox, arrival, gateway.port, flowgate_request(gateway.token), pids
@@ -236,11 +238,12 @@ def main() -> None:
                     time.sleep(2)
             if spy is not None:
                 spy.wait()
-            after = sum(rss_mb(pid) for pid in servers)
-            hwm = sum(peak_rss_mb(pid) for pid in servers)
+            after = sum(rss_mb(pid) for pid in processes)
+            hwm = sum(peak_rss_mb(pid) for pid in processes)
     print(
         f"backend {args.backend}, {args.workers} worker(s); {args.clients} clients, "
-        f"upstream delay {args.delay} ms (RSS and CPU: all workers together)"
+        f"upstream delay {args.delay} ms (RSS and CPU: every process, "
+        "with workers their supervisor too)"
     )
     print(f"RSS idle: {idle:.0f} MB (target ≤ {TARGET_IDLE_MB:g}); open files idle {idle_fds}")
     print(

@@ -232,6 +232,11 @@ class Flowgate(_Process):
         """The processes serving requests: the workers when there are several, else it."""
         return child_pids(self.pid) or [self.pid]
 
+    @property
+    def all_pids(self) -> list[int]:
+        """Every process of the server: with workers, the supervisor as well as them."""
+        return [self.pid, *child_pids(self.pid)]
+
     def stop(self, *, kill: bool = False) -> None:
         """Stop the server; the scratch database stays until :meth:`dispose`."""
         _stop(self.proc, kill=kill)

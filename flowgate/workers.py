@@ -4,15 +4,18 @@ Each worker is a whole flowgate instance (DESIGN §1.4) with its own instance id
 ``ID/0`` … ``ID/N-1``, sharing the PostgreSQL database. Every worker binds the port
 itself with ``SO_REUSEPORT``, so the kernel spreads new connections over them (a
 shared listening socket would let one busy worker accept most of a burst). This
-process only prepares the database once, starts the workers, restarts one that dies
+process only has the database prepared once, starts the workers, restarts one that dies
 (its jobs come back to it at once, under the same id) and stops them all on SIGTERM or
-SIGINT.
+SIGINT. It never imports the server itself (SQLAlchemy, Alembic, FastAPI, aiohttp): the
+preparation runs in a short-lived child, so the supervisor stays a small process beside
+the workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import pickle
 import signal
 import socket
 import subprocess
@@ -23,7 +26,6 @@ from typing import Any
 
 from flowgate import __version__
 from flowgate.config import Settings
-from flowgate.runtime import bootstrap, open_runtime
 
 # A worker that exits this soon after its first start failed to start (a bad database,
 # a bad setting): restarting it would only loop, so everything stops. Later deaths are
@@ -68,7 +70,8 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 
 
 async def _prepare(settings: Settings) -> str | None:
-    # Migrations, the secret key and the first user, once, before any worker starts.
+    from flowgate.runtime import bootstrap, open_runtime
+
     runtime = await open_runtime(settings)
     try:
         return await bootstrap(runtime)
@@ -76,12 +79,31 @@ async def _prepare(settings: Settings) -> str | None:
         await runtime.close()
 
 
+def prepare_database(settings: Settings) -> tuple[int, str | None]:
+    """Migrations, the secret key and the first user, once, before any worker starts,
+    in a child process (what it imports is freed with it): its exit code and the first
+    user's token."""
+    done = subprocess.run(
+        [sys.executable, "-m", "flowgate.workers"],
+        input=pickle.dumps(settings),
+        stdout=subprocess.PIPE,
+        check=False,
+    )
+    if done.returncode != 0:
+        return done.returncode, None
+    lines = done.stdout.decode().strip().splitlines()
+    return 0, (lines[-1] if lines else "") or None
+
+
 def run_workers(settings: Settings, worker_args: list[str]) -> int:
     """Run ``settings.workers`` workers until stopped; the exit code for the command."""
     if not _port_is_free(settings.host, settings.port):
         print(f"flowgate: {settings.host}:{settings.port} is in use", file=sys.stderr)
         return 1
-    token = asyncio.run(_prepare(settings))
+    code, token = prepare_database(settings)
+    if code != 0:
+        print(f"flowgate: preparing the database failed (exit {code})", file=sys.stderr)
+        return code
     base = settings.effective_instance_id
     print(
         f"flowgate {__version__} listening on {settings.public_url} with {settings.workers} "
@@ -131,3 +153,9 @@ def run_workers(settings: Settings, worker_args: list[str]) -> int:
     for worker in workers.values():
         worker.wait()
     return code
+
+
+if __name__ == "__main__":
+    # The child of prepare_database: settings pickled on stdin (from the parent, never
+    # from elsewhere), the token on stdout; errors go to stderr with a traceback.
+    print(asyncio.run(_prepare(pickle.loads(sys.stdin.buffer.read()))) or "")

@@ -51,6 +51,17 @@ def test_the_command_line_loads_no_server_code() -> None:
     assert result.stdout.strip() == "[]", result.stdout
 
 
+def test_workers_stop_before_starting_when_the_database_cannot_be_prepared(tmp_path) -> None:
+    missing = f"postgresql+asyncpg://127.0.0.1:5432/flowgate_missing_{uuid.uuid4().hex[:8]}"
+    result = _serve_with({"FLOWGATE_WORKERS": "2", "FLOWGATE_DATABASE_URL": missing}, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "does not exist" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "flowgate: preparing the database failed (exit 1)"
+    )
+    assert "listening" not in result.stdout
+
+
 def test_in_memory_sqlite_is_refused(tmp_path) -> None:
     for url in ("sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite://"):
         result = _serve_with({"FLOWGATE_DATABASE_URL": url}, tmp_path)

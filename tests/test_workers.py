@@ -23,6 +23,17 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def server_libraries(pid: int) -> set[str]:
+    """Which of the server's compiled packages (asyncpg, Pillow, aiohttp, SQLAlchemy)
+    have a shared object mapped in process ``pid``."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {
+        name
+        for name in ("asyncpg", "PIL", "aiohttp", "sqlalchemy")
+        if f"/site-packages/{name}/" in maps
+    }
+
+
 def instances_answering(gateway: Gateway, wanted: set[str], timeout: float = 30) -> set[str]:
     """Instance ids seen on /healthz over new connections, until all of ``wanted`` answered."""
     seen: set[str] = set()
@@ -68,6 +79,11 @@ def test_workers_share_the_port_each_an_instance(
 
     workers = set(child_pids(gateway.proc.pid))  # type: ignore[union-attr]
     assert len(workers) == 2
+    # The supervisor never loads the server (its preparation ran in a child that exited):
+    # none of the server's compiled modules is mapped in it, while every worker has them.
+    for pid in workers:
+        assert server_libraries(pid) >= {"asyncpg", "PIL", "aiohttp"}, pid
+    assert server_libraries(gateway.proc.pid) == set()  # type: ignore[union-attr]
     gateway.stop()  # SIGTERM to the parent stops every worker
     assert gateway.proc is not None and gateway.proc.returncode == 0
     assert not any(alive(pid) for pid in workers)

@@ -1,0 +1,63 @@
+"""Migrations at start: a new database gets the schema; one already at the newest
+revision is left alone without loading Alembic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from flowgate.storage.migrate import MIGRATIONS_DIR, SCHEMA_HEAD
+from tests.gateway import BACKENDS, create_pg_database, drop_pg_database
+
+# Runs migrate() in a new process; prints the revision and whether Alembic was imported.
+PROBE = """
+import asyncio, sys
+from sqlalchemy import text
+from flowgate.storage.db import create_engine
+from flowgate.storage.migrate import migrate
+
+async def main(url):
+    engine = create_engine(url)
+    await migrate(engine)
+    async with engine.connect() as conn:
+        revision = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    await engine.dispose()
+    print(revision, "alembic" in sys.modules)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_schema_head_is_the_newest_migration() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "postgres":
+        url = create_pg_database()
+        yield url
+        drop_pg_database(url)
+    else:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'migrations.sqlite'}"
+
+
+def _migrate_in_new_process(url: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, url], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_new_database_is_migrated_and_a_current_one_left_alone(database_url: str) -> None:
+    assert _migrate_in_new_process(database_url) == f"{SCHEMA_HEAD} True"
+    assert _migrate_in_new_process(database_url) == f"{SCHEMA_HEAD} False"

@@ -139,9 +139,14 @@ def test_quota_failure_is_retried_on_another_account(gateway: Gateway) -> None:
 
 
 def test_daily_quarantine_lifts_at_midnight(gateway_factory) -> None:
+    # The server's clock says 23:59:35 now: the setup below (a server start, a users
+    # command, two accounts) must see the 429 recorded before the server's midnight, and
+    # takes seconds on a loaded machine.
+    headroom = 25.0
     now = datetime.now(UTC)
     midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    offset = (midnight - now).total_seconds() - 5  # the server's clock says 23:59:55
+    offset = (midnight - now).total_seconds() - headroom
+    midnight_here = time.monotonic() + headroom  # when the server's clock reaches midnight
     gw = gateway_factory(
         "sqlite",
         FLOWGATE_CLOCK_OFFSET_SECONDS=str(offset),
@@ -157,8 +162,11 @@ def test_daily_quarantine_lifts_at_midnight(gateway_factory) -> None:
         )
         used = {account_of(client.post(PATH, json={"prompt": "p", "count": 1})) for _ in range(5)}
         assert used == {b}
-        assert a in client.get("/v1/google-flow/jobs").json()["quarantine"]
-        time.sleep(6)  # past the server's midnight
+        quarantine = client.get("/v1/google-flow/jobs").json()["quarantine"]
+        assert [entry["until"] for entry in quarantine[a]] == [
+            midnight.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        ], "the setup outlasted the headroom: the 429 came after the server's midnight"
+        time.sleep(max(0.0, midnight_here - time.monotonic()) + 1)  # past the server's midnight
         assert a not in client.get("/v1/google-flow/jobs").json()["quarantine"]
         # `a` still scores worse (its 429 counts for 15 minutes), so take `b` out to see `a` used.
         client.post(

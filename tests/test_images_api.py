@@ -407,7 +407,14 @@ def test_media_links_are_signed(gateway: Gateway) -> None:
     with gateway.client(token) as client:
         gen = client.post("/v1/google-flow/images", json={"prompt": "x", "count": 1}).json()
     url = gen["media"][0]["image"]["generatedImage"]["fifeUrl"]
-    assert httpx.get(url).status_code == 200
+    whole = httpx.get(url)
+    assert whole.status_code == 200
+    head = httpx.head(url)  # HEAD: the same headers, no body
+    assert head.status_code == 200
+    assert head.headers["content-length"] == str(len(whole.content))
+    assert head.headers["content-type"] == whole.headers["content-type"]
+    assert head.content == b""
+    assert httpx.head(url[:-1] + ("0" if url[-1] != "0" else "1")).status_code == 403
     tampered = url[:-1] + ("0" if url[-1] != "0" else "1")
     assert httpx.get(tampered).status_code == 403
     base, query = url.split("?")

@@ -91,8 +91,8 @@ def prepare_database(settings: Settings) -> tuple[int, str | None]:
     )
     if done.returncode != 0:
         return done.returncode, None
-    lines = done.stdout.decode().strip().splitlines()
-    return 0, (lines[-1] if lines else "") or None
+    words = done.stdout.decode().split()  # the token is the last word printed, if any
+    return 0, words[-1] if words else None
 
 
 def run_workers(settings: Settings, worker_args: list[str]) -> int:

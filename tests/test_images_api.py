@@ -414,8 +414,8 @@ def test_media_links_are_signed(gateway: Gateway) -> None:
     assert head.headers["content-length"] == str(len(whole.content))
     assert head.headers["content-type"] == whole.headers["content-type"]
     assert head.content == b""
-    assert httpx.head(url[:-1] + ("0" if url[-1] != "0" else "1")).status_code == 403
     tampered = url[:-1] + ("0" if url[-1] != "0" else "1")
+    assert httpx.head(tampered).status_code == 403
     assert httpx.get(tampered).status_code == 403
     base, query = url.split("?")
     assert httpx.get(base).status_code == 403

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import uuid
 
-from tests.gateway import Gateway
+from tests.gateway import PG_SERVER_URL, Gateway
 
 
 def _serve_with(env_extra: dict[str, str], tmp_path) -> subprocess.CompletedProcess[str]:
@@ -52,7 +52,7 @@ def test_the_command_line_loads_no_server_code() -> None:
 
 
 def test_workers_stop_before_starting_when_the_database_cannot_be_prepared(tmp_path) -> None:
-    missing = f"postgresql+asyncpg://127.0.0.1:5432/flowgate_missing_{uuid.uuid4().hex[:8]}"
+    missing = f"{PG_SERVER_URL}/flowgate_missing_{uuid.uuid4().hex[:8]}"
     result = _serve_with({"FLOWGATE_WORKERS": "2", "FLOWGATE_DATABASE_URL": missing}, tmp_path)
     assert result.returncode == 1, result.stderr
     assert "does not exist" in result.stderr

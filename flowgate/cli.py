@@ -14,7 +14,7 @@ from rich.table import Table
 from flowgate import client_cli
 from flowgate.config import Settings, SettingsError, load_settings
 from flowgate.domain.errors import FlowgateError
-from flowgate.process import KEEP_ALIVE_SECONDS, raise_open_file_limit, tune_garbage_collector
+from flowgate.process import raise_open_file_limit
 
 if TYPE_CHECKING:
     from flowgate.runtime import Runtime
@@ -70,42 +70,17 @@ def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (FLOWGATE_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (FLOWGATE_PORT)")] = None,
-    worker: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Start the gateway (SQLite, local media and the sandbox upstream by default)."""
-    from flowgate.workers import reuse_port_socket, run_workers
-
     settings = _settings(host=host, port=port)
     raise_open_file_limit()
-    if worker is None and settings.workers > 1:
-        given = [*(["--host", host] if host else []), *(["--port", str(port)] if port else [])]
-        raise typer.Exit(run_workers(settings, given))
-    import uvicorn
+    if settings.workers > 1:
+        from flowgate.workers import run_workers
 
-    from flowgate.app import create_app
+        raise typer.Exit(run_workers(settings))
+    from flowgate.server import serve_app
 
-    if worker is not None:
-        settings = settings.for_worker(worker)
-    application = create_app(settings)
-    tune_garbage_collector()
-    config = uvicorn.Config(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        backlog=4096,
-    )
-    server = uvicorn.Server(config)
-    try:
-        if worker is None:
-            server.run()
-        else:
-            server.run(sockets=[reuse_port_socket(settings.host, settings.port)])
-    except KeyboardInterrupt:
-        pass
-    if not server.started:
+    if not serve_app(settings):
         raise typer.Exit(3)  # as uvicorn.run: the start failed (its log says why)
 
 

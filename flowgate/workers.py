@@ -4,23 +4,27 @@ Each worker is a whole flowgate instance (DESIGN §1.4) with its own instance id
 ``ID/0`` … ``ID/N-1``, sharing the PostgreSQL database. Every worker binds the port
 itself with ``SO_REUSEPORT``, so the kernel spreads new connections over them (a
 shared listening socket would let one busy worker accept most of a burst). This
-process only has the database prepared once, starts the workers, restarts one that dies
-(its jobs come back to it at once, under the same id) and stops them all on SIGTERM or
-SIGINT. It never imports the server itself (SQLAlchemy, Alembic, FastAPI, aiohttp): the
-preparation runs in a short-lived child, so the supervisor stays a small process beside
-the workers.
+process has the database prepared once (in a short-lived child, so Alembic's imports
+go with it), loads the server's modules and forks the workers from itself, so they
+share those pages instead of each importing its own copy; it restarts a worker that
+dies (its jobs come back to it at once, under the same id) and stops them all on
+SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
+import gc
+import os
 import pickle
 import signal
 import socket
 import subprocess
 import sys
 import time
+import traceback
 from types import FrameType
 from typing import Any
 
@@ -53,8 +57,8 @@ def _port_is_free(host: str, port: int) -> bool:
 
 
 def _die_with_parent() -> None:
-    # Runs in the worker before exec: SIGTERM when the supervising process dies, so no
-    # worker outlives it and serves on under a name a new supervisor will reuse.
+    # Runs in the worker: SIGTERM when the supervising process dies, so no worker
+    # outlives it and serves on under a name a new supervisor will reuse.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -95,7 +99,45 @@ def prepare_database(settings: Settings) -> tuple[int, str | None]:
     return 0, words[-1] if words else None
 
 
-def run_workers(settings: Settings, worker_args: list[str]) -> int:
+def _fork_worker(settings: Settings, index: int) -> int:
+    """Start worker ``index`` as a fork of this process; its pid."""
+    supervisor = os.getpid()
+    sys.stdout.flush()  # else the worker would print what is still buffered once more
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    # The worker. It never returns into the caller: its exit code is the process's.
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _die_with_parent()
+        if os.getppid() == supervisor:  # else the supervisor died before the prctl
+            from flowgate.server import serve_app
+
+            worker = settings.for_worker(index)
+            code = 0 if serve_app(worker, reuse_port_socket(worker.host, worker.port)) else 3
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _exit_code(pid: int, *, block: bool) -> int | None:
+    """The exit code of worker ``pid`` once it ended (128 + N if killed by signal N)."""
+    ended, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    if ended == 0:
+        return None
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def run_workers(settings: Settings) -> int:
     """Run ``settings.workers`` workers until stopped; the exit code for the command."""
     if not _port_is_free(settings.host, settings.port):
         print(f"flowgate: {settings.host}:{settings.port} is in use", file=sys.stderr)
@@ -113,45 +155,55 @@ def run_workers(settings: Settings, worker_args: list[str]) -> int:
     if token:
         print("  first start: created user 'admin'; its API token (shown once):", flush=True)
         print(f"  FLOWGATE_TOKEN={token}", flush=True)
-    command = [sys.executable, "-m", "flowgate", "serve", *worker_args, "--worker"]
+    # Loaded here, once, so every worker forked below shares these pages with this
+    # process and with each other instead of importing its own copy. Frozen, they are
+    # never walked by a collection, which would write to (and so copy) every page.
+    import flowgate.server  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
     signals = 0
+    workers: dict[int, int] = {}  # index -> pid
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         nonlocal signals
         signals += 1
         if signals > 1:  # asked twice: stop now, as a second Ctrl-C does for uvicorn
-            for worker in workers.values():
-                if worker.poll() is None:
-                    worker.kill()
+            for pid in workers.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
-    workers: dict[int, subprocess.Popen[bytes]] = {}
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     first_start = time.monotonic()
     for index in range(settings.workers):
-        workers[index] = subprocess.Popen([*command, str(index)], preexec_fn=_die_with_parent)
+        workers[index] = _fork_worker(settings, index)
     code = 0
+    ended: set[int] = set()
     while not signals:
         time.sleep(0.2)
-        for index, worker in list(workers.items()):
-            status = worker.poll()
+        for index, pid in list(workers.items()):
+            status = _exit_code(pid, block=False)
             if status is None or signals:
                 continue
-            status = 128 - status if status < 0 else status  # killed by signal N: 128 + N
             if time.monotonic() - first_start < STARTUP_SECONDS:
+                ended.add(pid)
                 print(f"flowgate: worker {index} failed to start (exit {status})", file=sys.stderr)
                 code = status or 1
                 stop(signal.SIGTERM, None)
                 break
             print(f"flowgate: worker {index} exited ({status}); restarting it", file=sys.stderr)
             time.sleep(RESTART_PAUSE_SECONDS)
-            workers[index] = subprocess.Popen([*command, str(index)], preexec_fn=_die_with_parent)
-    for worker in workers.values():
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
+            workers[index] = _fork_worker(settings, index)
+    for pid in workers.values():
+        if pid not in ended:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
     # Like one uvicorn process, a worker finishes its requests first; no deadline here.
-    for worker in workers.values():
-        worker.wait()
+    for pid in workers.values():
+        if pid not in ended:
+            with contextlib.suppress(ChildProcessError):
+                _exit_code(pid, block=True)
     return code
 
 

@@ -20,12 +20,14 @@ adds is its p50/p99 minus the direct run's.
                                    [--workers N]   # FLOWGATE_WORKERS, PostgreSQL only
 
 Reports: how many succeeded, flowgate's RSS when idle (after start and a few warm-up
-requests) and at peak (``VmHWM``, and the highest ``VmRSS`` sampled every 0.2 s), and
-per arrival pattern the latency distribution, the latency flowgate adds, the latency
-above the upstream's delay (which also holds what the sandbox and the load generator
-take), for the burst when its calls came into the sandbox (the sandbox's call log, from
-the moment the burst was sent: the part of the latency before the upstream's delay
-starts) and the CPU seconds each process spent. Targets: every request succeeds,
+requests) and at peak (``VmHWM``, and the highest ``VmRSS`` sampled every 0.2 s), its
+PSS idle and after the run (with workers, the pages they share with their supervisor
+counted once rather than in every process), and per arrival pattern the latency
+distribution, the latency flowgate adds, the latency above the upstream's delay (which
+also holds what the sandbox and the load generator take), for the burst when its calls
+came into the sandbox (the sandbox's call log, from the moment the burst was sent: the
+part of the latency before the upstream's delay starts) and the CPU seconds each process
+spent. Targets: every request succeeds,
 idle ≤ 150 MB, peak ≤ 600 MB, p99 added ≤ 1 s.
 """
 
@@ -40,7 +42,7 @@ from typing import Any
 
 from bench.loadgen import LoadSpec, RequestTemplate, run_in_process
 from bench.overhead import direct_request, flowgate_request, start_profile, summarize_profile
-from bench.procstat import open_fds, peak_rss_mb, rss_mb
+from bench.procstat import open_fds, peak_rss_mb, pss_mb, rss_mb
 from bench.servers import Flowgate, Sandbox, Scratch, machine_line
 
 TARGET_IDLE_MB = 150.0
@@ -223,6 +225,7 @@ def main() -> None:
             # Memory and CPU count every process, the workers' supervisor too.
             processes = gateway.all_pids
             idle = sum(rss_mb(pid) for pid in processes)
+            idle_pss = sum(pss_mb(pid) for pid in processes)
             idle_fds = sum(open_fds(pid) for pid in processes)
             pids = {"flowgate": processes, "sandbox": [sandbox.pid]}
             spy = (
@@ -239,6 +242,7 @@ def main() -> None:
             if spy is not None:
                 spy.wait()
             after = sum(rss_mb(pid) for pid in processes)
+            after_pss = sum(pss_mb(pid) for pid in processes)
             hwm = sum(peak_rss_mb(pid) for pid in processes)
     print(
         f"backend {args.backend}, {args.workers} worker(s); {args.clients} clients, "
@@ -246,6 +250,8 @@ def main() -> None:
         "with workers their supervisor too)"
     )
     print(f"RSS idle: {idle:.0f} MB (target ≤ {TARGET_IDLE_MB:g}); open files idle {idle_fds}")
+    # RSS counts a page shared by several processes once in each; PSS counts it once.
+    print(f"PSS idle: {idle_pss:.0f} MB; after the run {after_pss:.0f} MB")
     print(
         f"RSS peak: VmHWM {hwm:.0f} MB, highest sample {max(sampler.rss, default=0):.0f} MB "
         f"(target ≤ {TARGET_PEAK_MB:g}); after the run {after:.0f} MB; "

@@ -51,6 +51,16 @@ def peak_rss_mb(pid: int) -> float:
     return _status_kb(pid, "VmHWM") / 1024
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size now, MB: each resident page divided by the number of
+    processes that map it, so the sum over processes sharing pages (forked workers and
+    their supervisor) counts each page once (``/proc/PID/smaps_rollup``)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def open_fds(pid: int) -> int:
     """Open file descriptors (sockets included)."""
     return len(os.listdir(f"/proc/{pid}/fd"))

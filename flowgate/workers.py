@@ -164,12 +164,13 @@ def run_workers(settings: Settings) -> int:
     gc.freeze()
     signals = 0
     workers: dict[int, int] = {}  # index -> pid
+    ended: set[int] = set()  # pids already waited for
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         nonlocal signals
         signals += 1
         if signals > 1:  # asked twice: stop now, as a second Ctrl-C does for uvicorn
-            for pid in workers.values():
+            for pid in set(workers.values()) - ended:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
@@ -179,15 +180,16 @@ def run_workers(settings: Settings) -> int:
     for index in range(settings.workers):
         workers[index] = _fork_worker(settings, index)
     code = 0
-    ended: set[int] = set()
     while not signals:
         time.sleep(0.2)
         for index, pid in list(workers.items()):
             status = _exit_code(pid, block=False)
-            if status is None or signals:
+            if status is None:
+                continue
+            ended.add(pid)
+            if signals:
                 continue
             if time.monotonic() - first_start < STARTUP_SECONDS:
-                ended.add(pid)
                 print(f"flowgate: worker {index} failed to start (exit {status})", file=sys.stderr)
                 code = status or 1
                 stop(signal.SIGTERM, None)
@@ -195,15 +197,14 @@ def run_workers(settings: Settings) -> int:
             print(f"flowgate: worker {index} exited ({status}); restarting it", file=sys.stderr)
             time.sleep(RESTART_PAUSE_SECONDS)
             workers[index] = _fork_worker(settings, index)
-    for pid in workers.values():
-        if pid not in ended:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+    running = set(workers.values()) - ended
+    for pid in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     # Like one uvicorn process, a worker finishes its requests first; no deadline here.
-    for pid in workers.values():
-        if pid not in ended:
-            with contextlib.suppress(ChildProcessError):
-                _exit_code(pid, block=True)
+    for pid in running:
+        with contextlib.suppress(ChildProcessError):
+            _exit_code(pid, block=True)
     return code
 
 

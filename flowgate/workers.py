@@ -118,8 +118,8 @@ def _fork_worker(settings: Settings, index: int) -> int:
 
             worker = settings.for_worker(index)
             code = 0 if serve_app(worker, reuse_port_socket(worker.host, worker.port)) else 3
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
+    except SystemExit as exit_:  # sys.exit(None) is a success, as for any process
+        code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
     except BaseException:
         traceback.print_exc()
     finally:

@@ -369,6 +369,11 @@ def odd_upstream(seen: list[dict[str, Any]]) -> Starlette:
             {"candidates": [{"content": {"parts": [{"inlineData": {"data": picture}}]}}]}
         )
 
+    async def bad_image_data(request: Request) -> Response:
+        data = request.path_params["data"]  # "not base64!" or non-ASCII
+        part = {"inlineData": {"mimeType": "image/png", "data": data}}
+        return JSONResponse({"candidates": [{"content": {"parts": [part]}}]})
+
     return Starlette(
         routes=[
             Route("/v1beta/models/echo:generateContent", echo, methods=["POST"]),
@@ -376,6 +381,8 @@ def odd_upstream(seen: list[dict[str, Any]]) -> Starlette:
             Route("/v1beta/models/text:generateContent", not_json_200, methods=["POST"]),
             Route("/v1beta/models/empty:generateContent", empty_200, methods=["POST"]),
             Route("/v1beta/models/empty:predict", empty_200, methods=["POST"]),
+            # Last: it matches every other model name.
+            Route("/v1beta/models/{data}:generateContent", bad_image_data, methods=["POST"]),
         ]
     )
 
@@ -405,6 +412,11 @@ async def test_odd_upstream_answers() -> None:
         with pytest.raises(ContentBlocked) as empty_predict:
             await provider.predict_images(PredictImageRequest("empty", "x"))
         assert empty_predict.value.detail == "upstream returned no image"
+
+        for data in ("iVBORw0KGgo$", "iVBORw0KGgoé", "iVBORw0KGg"):  # bad digit, non-ASCII, cut
+            with pytest.raises(UpstreamUnreachable) as not_base64:
+                await provider.generate_content_image(ContentImageRequest(data, "x"))
+            assert "image data that is not base64" in not_base64.value.message, data
 
 
 async def test_request_body_and_key_header() -> None:

@@ -14,7 +14,6 @@ scrubbed before they are kept.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import logging
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import pybase64
 from aiohttp.abc import AbstractStreamWriter
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
@@ -352,7 +352,7 @@ class GeminiProvider:
             {
                 "inlineData": {
                     "mimeType": reference.mime,
-                    "data": base64.b64encode(reference.data).decode("ascii"),
+                    "data": pybase64.b64encode(reference.data).decode("ascii"),
                 }
             }
             for reference in request.references
@@ -604,7 +604,10 @@ class _RequestBody(aiohttp.BytesPayload):
 
 def _inline(image: InlineImage) -> dict[str, Any]:
     return {
-        "inlineData": {"mimeType": image.mime, "data": base64.b64encode(image.data).decode("ascii")}
+        "inlineData": {
+            "mimeType": image.mime,
+            "data": pybase64.b64encode(image.data).decode("ascii"),
+        }
     }
 
 
@@ -615,7 +618,7 @@ def _model_path(model_id: str, action: str) -> str:
 
 def _decode_image_data(encoded: str, what: str) -> bytes:
     try:
-        return base64.b64decode(encoded, validate=True)
+        return pybase64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise UpstreamUnreachable(
             f"upstream answered {what} with image data that is not base64"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import pybase64
 from starlette.datastructures import UploadFile
 
 from flowgate.domain.catalogue import image_model_names
@@ -75,7 +75,7 @@ class OpenAIImageService:
                 row = await self._media.owned(caller.user_id, item["name"])
                 raw = await self._media.store.read(row.sha256)
                 data.append(
-                    {"b64_json": base64.b64encode(raw).decode(), "revised_prompt": spec.prompt}
+                    {"b64_json": pybase64.b64encode(raw).decode(), "revised_prompt": spec.prompt}
                 )
             else:
                 data.append({"url": generated["fifeUrl"], "revised_prompt": spec.prompt})

@@ -16,7 +16,6 @@ statistics count it. The result is stored and listed on the source's job.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 import weakref
@@ -24,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pybase64
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -471,7 +471,7 @@ class UpscaleService:
 
     def _answer(self, caller: Caller, row: Media, jpeg: bytes) -> dict[str, Any]:
         return {
-            "encodedImage": base64.b64encode(jpeg).decode("ascii"),
+            "encodedImage": pybase64.b64encode(jpeg).decode("ascii"),
             "upscaler": (row.extra or {}).get("upscaler"),
             "mediaGenerationId": self._mgid(caller, row),
         }

@@ -11,7 +11,6 @@ a crash another instance (or the restarted one) takes the job over
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import secrets
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pybase64
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -403,7 +403,7 @@ class VideoService:
             "jobId": job.id,
             "status": SUCCESSFUL,
             "inputsCount": len(sources),
-            "encodedVideo": base64.b64encode(joined).decode(),
+            "encodedVideo": pybase64.b64encode(joined).decode(),
             "mediaGenerationId": mgid,
         }
 
@@ -416,7 +416,7 @@ class VideoService:
             encoded = await ffmpeg.to_gif(data)
         except ffmpeg.VideoError as exc:
             raise InvalidRequest(f"could not make a GIF of this video: {exc}") from exc
-        return {"encodedGif": base64.b64encode(encoded).decode()}
+        return {"encodedGif": pybase64.b64encode(encoded).decode()}
 
     async def upscale(
         self, caller: Caller, fields: Mapping[str, Any], *, form: bool
@@ -463,7 +463,7 @@ class VideoService:
                 caller, existing, output_model, str(uuid.uuid4()), f"cached-{existing.id}"
             )
             data = await self._media.store.read(existing.sha256)
-            entry["rawBytes"] = base64.b64encode(data).decode()
+            entry["rawBytes"] = pybase64.b64encode(data).decode()
             await self._finish_local(
                 job,
                 {

@@ -356,6 +356,9 @@ def odd_upstream(seen: list[dict[str, Any]]) -> Starlette:
     async def empty_200(request: Request) -> Response:
         return Response(b"{}", media_type="application/json")
 
+    async def list_200(request: Request) -> Response:
+        return Response(b"[]", media_type="application/json")
+
     async def echo(request: Request) -> Response:
         seen.append(
             {
@@ -381,6 +384,7 @@ def odd_upstream(seen: list[dict[str, Any]]) -> Starlette:
             Route("/v1beta/models/text:generateContent", not_json_200, methods=["POST"]),
             Route("/v1beta/models/empty:generateContent", empty_200, methods=["POST"]),
             Route("/v1beta/models/empty:predict", empty_200, methods=["POST"]),
+            Route("/v1beta/models/list:generateContent", list_200, methods=["POST"]),
             # Last: it matches every other model name.
             Route("/v1beta/models/{data}:generateContent", bad_image_data, methods=["POST"]),
         ]
@@ -402,8 +406,15 @@ async def test_odd_upstream_answers() -> None:
             "error": {"code": 502, "message": html.value.message, "status": "UNAVAILABLE"}
         }
 
-        with pytest.raises(UpstreamUnreachable):
+        with pytest.raises(UpstreamUnreachable) as not_json:
             await provider.generate_content_image(ContentImageRequest("text", "x"))
+        assert not_json.value.message.endswith(
+            "answered text:generateContent with HTTP 200 but no JSON"
+        )
+
+        with pytest.raises(UpstreamUnreachable) as not_an_answer:
+            await provider.generate_content_image(ContentImageRequest("list", "x"))
+        assert not_an_answer.value.message.endswith("with an unexpected body")
 
         with pytest.raises(ContentBlocked) as empty:
             await provider.generate_content_image(ContentImageRequest("empty", "x"))

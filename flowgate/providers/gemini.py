@@ -348,15 +348,7 @@ class GeminiProvider:
     async def generate_content_image(self, request: ContentImageRequest) -> GeneratedImage:
         """One ``:generateContent`` call; the first non-thought image of the answer."""
         parts: list[dict[str, Any]] = [{"text": request.prompt}]
-        parts.extend(
-            {
-                "inlineData": {
-                    "mimeType": reference.mime,
-                    "data": pybase64.b64encode(reference.data).decode("ascii"),
-                }
-            }
-            for reference in request.references
-        )
+        parts.extend(_inline(reference) for reference in request.references)
         generation_config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
         if request.seed is not None:
             generation_config["seed"] = request.seed

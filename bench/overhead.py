@@ -8,7 +8,10 @@ runs ``POST /v1/google-flow/images`` (``nano-banana-2``, ``count`` 1) through fl
 then the ``:generateContent`` call flowgate makes, sent straight to the sandbox.
 
     .venv/bin/python -m bench.overhead [--backend sqlite|postgres] [--concurrency 1,16,64]
-        [--duration 10] [--warmup 3] [--profile DIR] [--json FILE]
+        [--duration 10] [--warmup 3] [--profile DIR] [--json FILE] [--image-kb N]
+
+``--image-kb 1500`` pads the sandbox's picture to a real generated image's size (the
+default ~18 kB picture keeps the cost of the bytes themselves out of the figures).
 
 Reports throughput, p50/p95/p99, flowgate's CPU seconds per request (``/proc/PID/stat``
 over the measured window, every thread of the server), the sandbox's and the load
@@ -171,6 +174,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--profile", type=Path, help="py-spy the server at the top concurrency")
+    parser.add_argument(
+        "--image-kb", type=int, default=0, help="image size (default ~18 kB; a real one ~1500)"
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -178,7 +184,7 @@ def main() -> None:
     print(machine)
     rows: list[dict[str, Any]] = []
     keep = bool(os.environ.get("FLOWGATE_BENCH_KEEP"))
-    with Scratch(keep=keep) as work, Sandbox(work).start() as sandbox:
+    with Scratch(keep=keep) as work, Sandbox(work, fixed_image_kb=args.image_kb).start() as sandbox:
         with Flowgate(work, backend=args.backend).start() as gateway:
             gateway.add_sandbox_account(
                 gateway.token, "bench@example.com", sandbox, api_key=API_KEY, max_concurrency=1000

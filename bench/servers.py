@@ -128,6 +128,7 @@ class Sandbox(_Process):
 
     work_dir: Path
     fixed_image: bool = True
+    fixed_image_kb: int = 0  # pad the fixed picture to this size (0: ~18 kB)
     delay_ms: int = 0
     video_seconds: float | None = None
     port: int = field(default_factory=free_port)
@@ -144,7 +145,7 @@ class Sandbox(_Process):
         args = [sys.executable, "-m", "flowgate.sandbox.server", "--port", str(self.port)]
         args += ["--log-level", "warning", "--delay-ms", str(self.delay_ms)]
         if self.fixed_image:
-            args.append("--fixed-image")
+            args += ["--fixed-image", "--fixed-image-kb", str(self.fixed_image_kb)]
         if self.video_seconds is not None:
             args += ["--video-seconds", str(self.video_seconds)]
         with log.open("ab") as out:

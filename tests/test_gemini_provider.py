@@ -39,6 +39,7 @@ from flowgate.providers.gemini import (
 )
 from flowgate.providers.http_pool import HttpPool, new_upstream_client
 from flowgate.sandbox import SandboxConfig, create_sandbox_app
+from flowgate.sandbox.drawing import draw_fixed_picture
 from tests import fixtures_sandbox
 from tests.fixtures_sandbox import sandbox_url, served  # noqa: F401
 
@@ -677,3 +678,17 @@ async def test_request_cut_off_after_it_was_made_is_not_repeated(
     assert caught.value.status == 503
     assert proxy.connections == 1
     assert len(sandbox_calls(sandbox_url, key)) == 1
+
+
+async def test_fixed_image_mode_pads_the_picture_to_a_real_size() -> None:
+    # bench.overhead --image-kb: the bytes of a real image, the same small picture.
+    app = create_sandbox_app(SandboxConfig(fixed_image=True, fixed_image_bytes=300_000))
+    async with served(app) as url, new_upstream_client() as http:
+        provider = GeminiProvider(http, base_url=url, api_key=KEY)
+        image = await provider.generate_content_image(ContentImageRequest(NANO_25, "x"))
+    assert len(image.data) >= 300_000
+    assert size_of(image.data) == (256, 256)
+    jpeg = draw_fixed_picture("JPEG", padded_to=300_000)  # Imagen's JPEG: comment segments
+    assert len(jpeg) >= 300_000
+    assert Image.open(io.BytesIO(jpeg)).size == (256, 256)
+    assert len(draw_fixed_picture("PNG")) < 30_000  # unpadded by default

@@ -104,7 +104,10 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> FastAPI:
     """Build a sandbox app; each app has its own call log."""
     config = config or SandboxConfig()
     fixed = (
-        {"PNG": draw_fixed_picture("PNG"), "JPEG": draw_fixed_picture("JPEG")}
+        {
+            kind: draw_fixed_picture(kind, padded_to=config.fixed_image_bytes)
+            for kind in ("PNG", "JPEG")
+        }
         if config.fixed_image
         else None
     )

@@ -20,7 +20,8 @@ class SandboxConfig:
     upstream latency). ``fixed_image`` is the benchmark mode: every generation
     returns one small pre-rendered image (and every video one pre-rendered
     clip per ratio and length), so drawing does not dominate the measurement
-    (sizes and ratios are still validated but not drawn). ``call_log_size``
+    (sizes and ratios are still validated but not drawn); ``fixed_image_bytes``
+    pads that image to a real image's size (0: ~18 kB). ``call_log_size``
     bounds the in-memory call log. ``max_page_size`` caps
     ``GET /v1beta/models?pageSize=`` (Google's cap is 1000; lower it to exercise
     a client's ``nextPageToken`` handling).
@@ -39,6 +40,7 @@ class SandboxConfig:
 
     default_delay_ms: int = 0
     fixed_image: bool = False
+    fixed_image_bytes: int = 0
     call_log_size: int = 10_000
     max_page_size: int = 1000
     quotas: Mapping[str, KeyQuota | Sequence[KeyQuota]] = field(default_factory=dict)

@@ -17,6 +17,7 @@ import hashlib
 import io
 import random
 import textwrap
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -121,8 +122,9 @@ def draw_draft(order: PictureOrder) -> bytes:
     return draw_picture(draft)
 
 
-def draw_fixed_picture(image_format: str = "PNG") -> bytes:
-    """The one small picture the benchmark mode returns for every request."""
+def draw_fixed_picture(image_format: str = "PNG", *, padded_to: int = 0) -> bytes:
+    """The one picture the benchmark mode returns for every request: small, or padded
+    to at least ``padded_to`` bytes, the size of a real generated image."""
     order = PictureOrder(
         model_id="any",
         prompt="fixed benchmark image (SandboxConfig.fixed_image)",
@@ -132,7 +134,26 @@ def draw_fixed_picture(image_format: str = "PNG") -> bytes:
         size_label="fixed",
         ratio_label="1:1",
     )
-    return draw_picture(order, image_format=image_format)
+    picture = draw_picture(order, image_format=image_format)
+    return _padded(picture, image_format, padded_to - len(picture))
+
+
+def _padded(picture: bytes, image_format: str, extra: int) -> bytes:
+    """``picture`` with ``extra`` random bytes that every decoder skips: a private PNG
+    chunk, or JPEG comment segments (random, so they compress no better than pixels)."""
+    if extra <= 0:
+        return picture
+    filler = random.Random(extra).randbytes(extra)
+    if image_format == "JPEG":
+        segments = b"".join(
+            b"\xff\xfe" + (len(part) + 2).to_bytes(2, "big") + part
+            for part in (filler[i : i + 65533] for i in range(0, extra, 65533))
+        )
+        return picture[:2] + segments + picture[2:]  # right after SOI
+    chunk_type = b"flPd"  # ancillary, private, safe to copy: decoders skip it
+    chunk = extra.to_bytes(4, "big") + chunk_type + filler
+    chunk += zlib.crc32(chunk_type + filler).to_bytes(4, "big")
+    return picture[:-12] + chunk + picture[-12:]  # before IEND
 
 
 def encode(picture: Image.Image, image_format: str) -> bytes:

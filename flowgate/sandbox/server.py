@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> None:
         "--fixed-image", action="store_true", help="benchmark mode: one pre-rendered picture"
     )
     parser.add_argument(
+        "--fixed-image-kb",
+        type=int,
+        default=0,
+        help="with --fixed-image: pad the picture to this size (a real image: ~1500)",
+    )
+    parser.add_argument(
         "--video-seconds", type=float, default=2.0, help="how long a Veo operation runs"
     )
     parser.add_argument("--log-level", default="info")
@@ -48,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     config = SandboxConfig(
         default_delay_ms=args.delay_ms,
         fixed_image=args.fixed_image,
+        fixed_image_bytes=args.fixed_image_kb * 1000,
         video_seconds=args.video_seconds,
     )
     run(args.host, args.port, config, log_level=args.log_level)

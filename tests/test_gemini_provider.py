@@ -374,7 +374,7 @@ def odd_upstream(seen: list[dict[str, Any]]) -> Starlette:
         )
 
     async def bad_image_data(request: Request) -> Response:
-        data = request.path_params["data"]  # "not base64!" or non-ASCII
+        data = request.path_params["data"]  # the model name stands for the image data
         part = {"inlineData": {"mimeType": "image/png", "data": data}}
         return JSONResponse({"candidates": [{"content": {"parts": [part]}}]})
 

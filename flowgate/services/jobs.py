@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowgate.domain.errors import FlowgateError, Forbidden, Gone, InvalidRequest, NotFound
@@ -39,6 +40,11 @@ def iso(moment: datetime | None) -> str | None:
 JOB_STATUSES = ("created", "started", "completed", "failed")
 JOB_KINDS = ("image", "video")
 MAX_PAGE_SIZE = 200
+JOB_ID_ATTEMPTS = 5
+"""Draws of a job id before giving up: a taken id is one chance in a million per pair
+of jobs made in the same millisecond for the same account, so a second draw is rare."""
+
+JobIdSource = Callable[[JobKind, int, str | None, datetime], str]
 
 
 @dataclass(frozen=True)
@@ -127,8 +133,10 @@ class JobService:
         on_enqueue: Callable[[], None],
         instance_id: str = "",
         credits: CreditService | None = None,
+        job_ids: JobIdSource = new_job_id,
     ) -> None:
         self._sessions = sessions
+        self._job_ids = job_ids
         self._writes = writes
         self._retention = retention
         self._refresh_urls = refresh_urls
@@ -206,26 +214,43 @@ class JobService:
         ``created``): a sync image job starts right away, so this saves a write.
         """
         now = datetime.now(UTC)
-        job = Job(
-            id=new_job_id(kind, caller.user_id, account_email, now),
-            internal=internal,
-            user_id=caller.user_id,
-            kind=kind,
-            operation=operation,
-            status="created",
-            account_email=account_email,
-            model=model,
-            request=request,
-            reply_url=reply_url,
-            owner=self.instance_id,
-            created_at=now,
-            updated_at=now,
-        )
-        webhook = self._webhook(job, "created")
-        if start:
-            job.status, job.started_at = "started", now
-        await self._commit(job, webhook, insert_row(job))
-        return job
+        attempt = 1
+        while True:
+            job = Job(
+                id=self._job_ids(kind, caller.user_id, account_email, now),
+                internal=internal,
+                user_id=caller.user_id,
+                kind=kind,
+                operation=operation,
+                status="created",
+                account_email=account_email,
+                model=model,
+                request=request,
+                reply_url=reply_url,
+                owner=self.instance_id,
+                created_at=now,
+                updated_at=now,
+            )
+            webhook = self._webhook(job, "created")
+            if start:
+                job.status, job.started_at = "started", now
+            try:
+                await self._commit(job, webhook, insert_row(job))
+            except IntegrityError:
+                # An id is the millisecond and 6 random digits: two jobs of one account
+                # made in the same millisecond can draw the same one. Draw again. Any
+                # other integrity error leaves no row with this id and is raised.
+                if attempt == JOB_ID_ATTEMPTS or not await self._job_exists(job.id):
+                    raise
+                log.warning("job id %s was already taken; drawing another", job.id)
+                attempt += 1
+                continue
+            return job
+
+    async def _job_exists(self, job_id: str) -> bool:
+        async with self._sessions() as session:
+            found = await session.scalar(select(Job.id).where(Job.id == job_id))
+        return found is not None
 
     async def start(self, job: Job, *, webhook: bool = False) -> None:
         """``created`` → ``started``; video jobs post a ``started`` webhook, images none."""

@@ -41,6 +41,21 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
+class LoggedErrorFilter(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" for an ``Exception``.
+
+    flowgate's 500 handler has already logged that error as one line with its request
+    id; uvicorn's copy would repeat it as a bare multi-line traceback (not JSON).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(error, Exception)
+            and record.getMessage().startswith("Exception in ASGI application")
+        )
+
+
 def configure_logging(level: str, as_json: bool) -> None:
     """Install one handler on the ``flowgate`` logger (stderr)."""
     handler = logging.StreamHandler(sys.stderr)

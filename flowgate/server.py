@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import uvicorn
 
 from flowgate.app import create_app
 from flowgate.config import Settings
+from flowgate.observability import LoggedErrorFilter
 from flowgate.process import KEEP_ALIVE_SECONDS, tune_garbage_collector
 
 
@@ -29,6 +31,8 @@ def serve_app(settings: Settings, sock: socket.socket | None = None) -> bool:
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         backlog=4096,
     )
+    # After uvicorn.Config, which configures uvicorn's loggers.
+    logging.getLogger("uvicorn.error").addFilter(LoggedErrorFilter())
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock] if sock is not None else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -96,3 +97,31 @@ def test_logs_are_json_lines_with_the_request_id(gateway_factory) -> None:
     assert access[0]["logger"] == "flowgate.access"
     assert access[0]["status"] == 200
     assert "/v1/google-flow/accounts" in access[0]["message"]
+
+
+def test_an_unexpected_error_names_its_request_id_in_answer_and_log(gateway_factory) -> None:
+    """A 500 tells the client an id to report, and the one log line of the error has it."""
+    gw = gateway_factory("sqlite")
+    gw.start()
+    with gw.client() as client:
+        before = client.post("/v1/google-flow/images", json={"prompt": "lighthouse"})
+        assert before.status_code == 200, before.text
+        # No code path expects this: the jobs table is gone from under the server.
+        database = sqlite3.connect(gw.database_url.split("///", 1)[1])
+        database.execute("ALTER TABLE jobs RENAME TO jobs_elsewhere")
+        database.commit()
+        database.close()
+        resp = client.post("/v1/google-flow/images", json={"prompt": "lighthouse"})
+    assert resp.status_code == 500, resp.text
+    request_id = resp.headers["x-request-id"]
+    assert len(request_id) == 16
+    assert f"request id {request_id}" in resp.json()["error"]
+    time.sleep(0.3)
+    lines = list(gw.output)
+    logged = [json.loads(line) for line in lines if line.startswith("{")]
+    errors = [entry for entry in logged if entry.get("request_id") == request_id]
+    assert [entry["message"] for entry in errors] == ["unhandled error"], errors
+    assert "no such table: jobs" in errors[0]["exception"]
+    # Logged once, as JSON: not repeated as uvicorn's bare multi-line traceback.
+    assert not [line for line in lines if "Traceback" in line and not line.startswith("{")]
+    assert not [line for line in lines if "Exception in ASGI application" in line]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowgate.domain.errors import FlowgateError, InvalidRequest, http_status_for_code
+from flowgate.observability import request_id_var
 
 log = logging.getLogger("flowgate.api")
 
@@ -87,10 +88,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        request_id = request_id_var.get()
         log.exception("unhandled error")
         return JSONResponse(
-            {"error": "Internal error in flowgate; the request id in the logs has the details"},
+            {
+                "error": f"Internal error in flowgate (request id {request_id}); the server "
+                "log has the details under that id: please report it with the id"
+            },
             status_code=500,
+            headers={"x-request-id": request_id},
         )
 
 

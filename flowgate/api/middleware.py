@@ -43,16 +43,24 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        finally:
-            if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "%s %s %s",
-                    scope["method"],
-                    scope["path"],
-                    status["code"],
-                    extra={
-                        "status": status["code"],
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
-            request_id_var.reset(token)
+        except BaseException:
+            # The id stays set: the 500 handler runs outside this middleware (in
+            # Starlette's ServerErrorMiddleware) and logs and answers with it.
+            self._log(scope, status["code"], started)
+            raise
+        self._log(scope, status["code"], started)
+        request_id_var.reset(token)
+
+    @staticmethod
+    def _log(scope: Scope, code: int, started: float) -> None:
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                code,
+                extra={
+                    "status": code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )

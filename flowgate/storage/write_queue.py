@@ -7,9 +7,15 @@ other. Here a write is a small synchronous function of a Core ``Connection``; th
 queue runs everything waiting in one transaction and wakes each caller after the
 commit, so a caller still sees its own write committed before it answers a client.
 
-SQLite: the batch runs on one dedicated thread with a plain ``sqlite3`` connection
-(one thread hop per batch instead of one per statement), while holding the same
-asyncio lock as the session writers, so the two never spin on SQLite's busy handler.
+SQLite: the batch runs on the event loop's own thread, on a plain ``sqlite3``
+connection that never waits for SQLite's lock, while holding the same asyncio lock as
+the session writers (so nothing in this process holds SQLite's lock meanwhile). In a
+thread, a batch of 512 rows took ~10x its CPU time in wall time while the loop was
+busy: every ``sqlite3`` step gives up the GIL and waits to get it back. When the
+database is locked by another process (a CLI command) or a write fails, the batch goes
+to a dedicated thread instead, whose connection waits for the lock (``busy_timeout``)
+and runs the writes one by one. WAL checkpoints (an fsync) run in that thread too, at
+most once per :data:`CHECKPOINT_SECONDS`, never on the loop.
 PostgreSQL: the batch runs on a pooled asyncpg connection via ``run_sync``; a batch of
 one statement runs in autocommit (one round trip, not three).
 
@@ -50,6 +56,7 @@ Write = Callable[[Connection], Any]
 
 MAX_BATCH = 512
 IDLE_RECHECK_SECONDS = 1.0
+CHECKPOINT_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,15 +168,28 @@ def _apply_alone(connection: Connection, statement: Statement) -> list[tuple[boo
     return [(True, None)]
 
 
-def _sqlite_sync_engine(async_engine: AsyncEngine, pragmas: Callable[..., None]) -> Engine:
+def _sqlite_sync_engine(
+    async_engine: AsyncEngine, pragmas: Callable[..., None], *, wait: bool
+) -> Engine:
     url = async_engine.url.set(drivername="sqlite")
     engine = create_sync_engine(
         url,
         poolclass=StaticPool,
-        connect_args={"timeout": 30, "check_same_thread": False},
+        connect_args={"timeout": 30 if wait else 0, "check_same_thread": False},
     )
     event.listen(engine, "connect", pragmas)
+    if not wait:
+        event.listen(engine, "connect", _no_wait)
     return engine
+
+
+def _no_wait(dbapi_connection: Any, _record: Any = None) -> None:
+    # The loop's connection: a locked database is an error at once (the batch then goes
+    # to the thread), and no commit runs a checkpoint (the thread runs them).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()
 
 
 class QueueClosed(RuntimeError):
@@ -199,10 +219,15 @@ class WriteQueue:
         self._thread: ThreadPoolExecutor | None = None
         self._sqlite: Engine | None = None
         self._sqlite_connection: Connection | None = None
+        self._sqlite_here: Engine | None = None
+        self._here_connection: Connection | None = None
+        self._checkpoint: asyncio.Future[None] | None = None
+        self._checkpointed = time.monotonic()
         self._connection: AsyncConnection | None = None
         self._connection_used = 0.0
         if engine.dialect.name == "sqlite":
-            self._sqlite = _sqlite_sync_engine(engine, pragmas)
+            self._sqlite = _sqlite_sync_engine(engine, pragmas, wait=True)
+            self._sqlite_here = _sqlite_sync_engine(engine, pragmas, wait=False)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="flowgate-writes")
 
     def submit(self, write: Callable[[Connection], T]) -> asyncio.Future[T]:
@@ -247,6 +272,10 @@ class WriteQueue:
 
     async def _execute(self, writes: list[Write]) -> list[tuple[bool, Any]]:
         if self._thread is not None:
+            outcomes = self._apply_here(writes)
+            if outcomes is not None:
+                self._checkpoint_soon()
+                return outcomes
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, self._execute_sqlite, writes)
         # One connection kept for the queue: a pool checkout (with its pre-ping) per
@@ -274,6 +303,45 @@ class WriteQueue:
             with contextlib.suppress(Exception):
                 await connection.close()
 
+    def _apply_here(self, writes: list[Write]) -> list[tuple[bool, Any]] | None:
+        """SQLite: the batch in one transaction on this thread, without waiting; None
+        when it could not be made so (locked elsewhere, or a write failed)."""
+        assert self._sqlite_here is not None
+        if self._here_connection is None:
+            self._here_connection = self._sqlite_here.connect()
+        connection = self._here_connection
+        try:
+            with connection.begin():
+                return _run_grouped(connection, writes)
+        except Exception:
+            # Rolled back: the thread runs the batch again, waiting for the lock, and
+            # fails only the writes that fail alone.
+            if connection.invalidated:
+                self._here_connection = None
+                with contextlib.suppress(Exception):
+                    connection.close()
+            return None
+
+    def _checkpoint_soon(self) -> None:
+        """Start a WAL checkpoint in the thread, unless one ran in the last second."""
+        now = time.monotonic()
+        if now - self._checkpointed < CHECKPOINT_SECONDS:
+            return
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+        self._checkpointed = now
+        loop = asyncio.get_running_loop()
+        self._checkpoint = loop.run_in_executor(self._thread, self._checkpoint_wal)
+        self._checkpoint.add_done_callback(_log_failed_checkpoint)
+
+    def _checkpoint_wal(self) -> None:
+        assert self._sqlite is not None
+        if self._sqlite_connection is None:
+            self._sqlite_connection = self._sqlite.connect()
+        # PASSIVE: copies what it can without waiting for readers or writers.
+        dbapi_connection: Any = self._sqlite_connection.connection.dbapi_connection
+        dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+
     def _execute_sqlite(self, writes: list[Write]) -> list[tuple[bool, Any]]:
         assert self._sqlite is not None
         if self._sqlite_connection is None:
@@ -297,6 +365,15 @@ class WriteQueue:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._drainer
         await self._drop_connection()
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpoint
+        if self._here_connection is not None:
+            with contextlib.suppress(Exception):
+                self._here_connection.close()
+            self._here_connection = None
+        if self._sqlite_here is not None:
+            self._sqlite_here.dispose()
         if self._thread is not None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._thread, self._close_sqlite)
@@ -307,6 +384,11 @@ class WriteQueue:
         self._close_sqlite_connection()
         if self._sqlite is not None:
             self._sqlite.dispose()
+
+
+def _log_failed_checkpoint(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("WAL checkpoint failed: %s", done.exception())
 
 
 def _fail_all(items: list[_Pending], error: BaseException) -> None:

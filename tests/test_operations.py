@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -99,6 +100,21 @@ def test_logs_are_json_lines_with_the_request_id(gateway_factory) -> None:
     assert "/v1/google-flow/accounts" in access[0]["message"]
 
 
+def remove_jobs_table(gw) -> None:
+    """Break the database under a running server: no code path expects this."""
+    with contextlib.closing(sqlite3.connect(gw.database_url.split("///", 1)[1])) as database:
+        database.execute("ALTER TABLE jobs RENAME TO jobs_elsewhere")
+        database.commit()
+
+
+def credits_of(gw, name: str) -> int | None:
+    with contextlib.closing(sqlite3.connect(gw.database_url.split("///", 1)[1])) as database:
+        (credits,) = database.execute(
+            "SELECT credits FROM users WHERE name = ?", (name,)
+        ).fetchone()
+    return credits
+
+
 def test_an_unexpected_error_names_its_request_id_in_answer_and_log(gateway_factory) -> None:
     """A 500 tells the client an id to report, and the one log line of the error has it."""
     gw = gateway_factory("sqlite")
@@ -106,11 +122,7 @@ def test_an_unexpected_error_names_its_request_id_in_answer_and_log(gateway_fact
     with gw.client() as client:
         before = client.post("/v1/google-flow/images", json={"prompt": "lighthouse"})
         assert before.status_code == 200, before.text
-        # No code path expects this: the jobs table is gone from under the server.
-        database = sqlite3.connect(gw.database_url.split("///", 1)[1])
-        database.execute("ALTER TABLE jobs RENAME TO jobs_elsewhere")
-        database.commit()
-        database.close()
+        remove_jobs_table(gw)
         resp = client.post("/v1/google-flow/images", json={"prompt": "lighthouse"})
     assert resp.status_code == 500, resp.text
     request_id = resp.headers["x-request-id"]
@@ -125,3 +137,24 @@ def test_an_unexpected_error_names_its_request_id_in_answer_and_log(gateway_fact
     # Logged once, as JSON: not repeated as uvicorn's bare multi-line traceback.
     assert not [line for line in lines if "Traceback" in line and not line.startswith("{")]
     assert not [line for line in lines if "Exception in ASGI application" in line]
+
+
+def test_credits_come_back_when_the_job_cannot_be_stored(gateway_factory) -> None:
+    """The credits are reserved before the job row is written; when that write fails no
+    record holds them, so they must be given back at once, not lost."""
+    gw = gateway_factory("sqlite")
+    gw.start()
+    gw.cli("users", "credit", "admin", "=10")
+    with gw.client() as client:
+        paid = client.post("/v1/google-flow/images", json={"prompt": "lighthouse", "count": 2})
+        assert paid.status_code == 200, paid.text
+        assert credits_of(gw, "admin") == 8  # imagen-4: 1 credit per image
+        remove_jobs_table(gw)
+        lost = client.post("/v1/google-flow/images", json={"prompt": "lighthouse", "count": 2})
+        assert lost.status_code == 500, lost.text
+        videos = client.post(
+            "/v1/google-flow/videos",
+            json={"prompt": "waves", "model": "veo-3.1-lite", "async": True},
+        )
+        assert videos.status_code == 500, videos.text
+    assert credits_of(gw, "admin") == 8  # veo-3.1-lite would have taken 5

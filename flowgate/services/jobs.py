@@ -236,21 +236,43 @@ class JobService:
                 job.status, job.started_at = "started", now
             try:
                 await self._commit(job, webhook, insert_row(job))
-            except IntegrityError:
+            except Exception as error:
                 # An id is the millisecond and 6 random digits: two jobs of one account
                 # made in the same millisecond can draw the same one. Draw again. Any
-                # other integrity error leaves no row with this id and is raised.
-                if attempt == JOB_ID_ATTEMPTS or not await self._job_exists(job.id):
-                    raise
-                log.warning("job id %s was already taken; drawing another", job.id)
-                attempt += 1
-                continue
+                # other error leaves no row with this id and is raised.
+                if (
+                    isinstance(error, IntegrityError)
+                    and attempt < JOB_ID_ATTEMPTS
+                    and await self._id_taken(job.id)
+                ):
+                    log.warning("job id %s was already taken; drawing another", job.id)
+                    attempt += 1
+                    continue
+                await self._give_back_reservation(caller, internal)
+                raise
             return job
 
-    async def _job_exists(self, job_id: str) -> bool:
-        async with self._sessions() as session:
-            found = await session.scalar(select(Job.id).where(Job.id == job_id))
+    async def _id_taken(self, job_id: str) -> bool:
+        try:
+            async with self._sessions() as session:
+                found = await session.scalar(select(Job.id).where(Job.id == job_id))
+        except Exception:  # the database fails reads too: the insert's error stands
+            return False
         return found is not None
+
+    async def _give_back_reservation(self, caller: Caller, internal: dict[str, Any] | None) -> None:
+        """The credits reserved for a job that could not be stored: no record holds
+        them, so nothing else would give them back."""
+        reserved = int((internal or {}).get("reserved", 0))
+        if reserved <= 0 or self._credits is None:
+            return
+        try:
+            await self._credits.refund(caller.user_id, reserved)
+        except Exception:  # the database that refused the job may refuse this too
+            log.exception(
+                "credits reserved for a job that could not be stored were not given back",
+                extra={"user_id": caller.user_id, "credits": reserved},
+            )
 
     async def start(self, job: Job, *, webhook: bool = False) -> None:
         """``created`` → ``started``; video jobs post a ``started`` webhook, images none."""

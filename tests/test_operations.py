@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tests.gateway import free_port
+from tests.gateway import _psql, free_port
 
 
 def start_standalone_sandbox(port: int) -> subprocess.Popen[bytes]:
@@ -158,3 +158,35 @@ def test_credits_come_back_when_the_job_cannot_be_stored(gateway_factory) -> Non
         )
         assert videos.status_code == 500, videos.text
     assert credits_of(gw, "admin") == 8  # veo-3.1-lite would have taken 5
+
+
+def test_a_database_that_refuses_connections_is_a_503_until_it_is_back(gateway_factory) -> None:
+    """PostgreSQL stops taking connections under a running server (a restart, a
+    failover): clients get 503 with Retry-After, not 500, and service resumes by itself."""
+    gw = gateway_factory("postgres")
+    gw.start()
+    name = gw.database_url.rsplit("/", 1)[1]
+    with gw.client() as client:
+        assert client.post("/v1/google-flow/images", json={"prompt": "before"}).status_code == 200
+        _psql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        _psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        try:
+            # The first write can still reach the queue's kept connection before the
+            # server's close is read (asyncpg: "another operation is in progress"):
+            # that one request may fail with a 500; SQLAlchemy then drops the connection.
+            first = client.post("/v1/google-flow/images", json={"prompt": "during"})
+            down = client.post("/v1/google-flow/images", json={"prompt": "during"})
+            listing = client.get("/v1/google-flow/jobs")
+        finally:
+            _psql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        back = client.post("/v1/google-flow/images", json={"prompt": "after"})
+    assert first.status_code in (500, 503), first.text
+    for resp in (down, listing):
+        assert resp.status_code == 503, resp.text
+        assert resp.headers["retry-after"] == "5"
+        assert "database is not answering" in resp.json()["error"]
+    assert back.status_code == 200, back.text
+    time.sleep(0.3)
+    causes = [line for line in gw.output if "cannot connect to the database" in line]
+    assert causes and "not currently accepting connections" in causes[0]
+    assert len([line for line in gw.output if '"unhandled error"' in line]) <= 1

@@ -234,6 +234,22 @@ class JobInterrupted(FlowgateError):
     status = 500
 
 
+class DatabaseUnavailable(FlowgateError):
+    """503: flowgate could not open a connection to its own database."""
+
+    status = 503
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self) -> None:
+        super().__init__(
+            "flowgate's database is not answering; nothing was done, "
+            f"send the request again in {self.RETRY_AFTER_SECONDS} seconds"
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
+
+
 class UpstreamUnreachable(FlowgateError):
     """The upstream could not be reached or answered garbage (503 to the client)."""
 

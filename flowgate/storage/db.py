@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +16,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from flowgate.domain.errors import DatabaseUnavailable
 from flowgate.storage.write_queue import WriteQueue
+
+log = logging.getLogger("flowgate.db")
 
 
 def is_sqlite(url: str) -> bool:
@@ -42,7 +46,22 @@ def create_engine(url: str) -> AsyncEngine:
 
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=20, max_overflow=30, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=20, max_overflow=30, pool_pre_ping=True)
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    return engine
+
+
+def _connect_or_unavailable(
+    dialect: Any, _record: Any, cargs: tuple[Any, ...], cparams: dict[str, Any]
+) -> Any:
+    # Every new pooled connection (a dead one replaced by the pre-ping included) is made
+    # here: a server that is down, restarting or refusing connections is a 503 with
+    # Retry-After for the client, not an unexpected 500; the log has the cause.
+    try:
+        return dialect.loaded_dbapi.connect(*cargs, **cparams)
+    except Exception as error:
+        log.warning("cannot connect to the database: %s: %s", type(error).__name__, error)
+        raise DatabaseUnavailable() from error
 
 
 class SerializedWriteSessions(async_sessionmaker[AsyncSession]):

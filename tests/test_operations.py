@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from urllib.parse import quote
 
 import httpx
+import pytest
 
 from tests.gateway import _psql, free_port
 
@@ -133,6 +135,22 @@ def test_an_unexpected_error_names_its_request_id_in_answer_and_log(gateway_fact
     logged = [json.loads(line) for line in lines if line.startswith("{")]
     errors = [entry for entry in logged if entry.get("request_id") == request_id]
     assert [entry["message"] for entry in errors] == ["unhandled error"], errors
+    # The 500 is a whole answer: the connection stays open for the client's next request.
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as raw:
+        body = b'{"prompt": "lighthouse"}'
+        raw.sendall(
+            b"POST /v1/google-flow/images HTTP/1.1\r\nHost: flowgate\r\n"
+            b"Authorization: Bearer " + gw.token.encode() + b"\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            answer += raw.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 500"), answer
+        raw.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            raw.recv(1)  # b"" would mean the server closed the connection
     assert "no such table: jobs" in errors[0]["exception"]
     # Logged once, as JSON: not repeated as uvicorn's bare multi-line traceback.
     assert not [line for line in lines if "Traceback" in line and not line.startswith("{")]

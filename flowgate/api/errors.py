@@ -66,6 +66,21 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "Invalid request parameters"
 
 
+def unexpected_error() -> JSONResponse:
+    """The 500 for an error flowgate did not expect, with the request's id; logs the
+    error with its traceback, so call it while handling the exception."""
+    request_id = request_id_var.get()
+    log.exception("unhandled error")
+    return JSONResponse(
+        {
+            "error": f"Internal error in flowgate (request id {request_id}); the server "
+            "log has the details under that id: please report it with the id"
+        },
+        status_code=500,
+        headers={"x-request-id": request_id},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error, including framework ones, to ``{"error": "..."}`` bodies."""
 
@@ -88,16 +103,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        request_id = request_id_var.get()
-        log.exception("unhandled error")
-        return JSONResponse(
-            {
-                "error": f"Internal error in flowgate (request id {request_id}); the server "
-                "log has the details under that id: please report it with the id"
-            },
-            status_code=500,
-            headers={"x-request-id": request_id},
-        )
+        return unexpected_error()
 
 
 ErrorRenderer = Callable[[FlowgateError], JSONResponse]

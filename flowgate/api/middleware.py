@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flowgate.api.errors import unexpected_error
 from flowgate.observability import request_id_var
 
 log = logging.getLogger("flowgate.access")
@@ -32,22 +33,28 @@ class RequestIdMiddleware:
         request_id = incoming or secrets.token_hex(8)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status: dict[str, Any] = {"code": 500}
+        status: dict[str, Any] = {"code": 500, "started": False}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status["code"], status["started"] = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
-        except BaseException:
-            # The id stays set: the 500 handler runs outside this middleware (in
-            # Starlette's ServerErrorMiddleware) and logs and answers with it.
-            self._log(scope, status["code"], started)
-            raise
+        except Exception:
+            if status["started"]:
+                # Half an answer is out: only closing the connection can tell the client.
+                # The id stays set for the 500 handler in Starlette's ServerErrorMiddleware,
+                # which logs the error; uvicorn then closes the connection.
+                self._log(scope, status["code"], started)
+                raise
+            # Answered here rather than by raising on: the 500 is complete, so the
+            # connection stays open for the client's next request (uvicorn closes a
+            # connection whose app raised, and a client reusing it got a reset).
+            await unexpected_error()(scope, receive, send)
         self._log(scope, status["code"], started)
         request_id_var.reset(token)
 

@@ -102,15 +102,20 @@ def test_logs_are_json_lines_with_the_request_id(gateway_factory) -> None:
     assert "/v1/google-flow/accounts" in access[0]["message"]
 
 
+def sqlite_database(gw) -> contextlib.closing[sqlite3.Connection]:
+    """A connection of this test's own to the server's SQLite file."""
+    return contextlib.closing(sqlite3.connect(gw.database_url.split("///", 1)[1]))
+
+
 def remove_jobs_table(gw) -> None:
     """Break the database under a running server: no code path expects this."""
-    with contextlib.closing(sqlite3.connect(gw.database_url.split("///", 1)[1])) as database:
+    with sqlite_database(gw) as database:
         database.execute("ALTER TABLE jobs RENAME TO jobs_elsewhere")
         database.commit()
 
 
 def credits_of(gw, name: str) -> int | None:
-    with contextlib.closing(sqlite3.connect(gw.database_url.split("///", 1)[1])) as database:
+    with sqlite_database(gw) as database:
         (credits,) = database.execute(
             "SELECT credits FROM users WHERE name = ?", (name,)
         ).fetchone()

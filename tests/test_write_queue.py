@@ -35,17 +35,22 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         url = create_pg_database()
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'queue.sqlite'}"
-    engine = create_engine(url)
-    await migrate(engine)
-    sessions = session_factory(engine)
-    async with sessions.begin() as session:
-        session.add(User(name="owner", webhook_secret="s"))
+    engine = await prepared_engine(url)
     try:
         yield engine
     finally:
         await engine.dispose()
         if request.param == "postgres":
             drop_pg_database(url)
+
+
+async def prepared_engine(url: str) -> AsyncEngine:
+    """An engine on a migrated database holding user 1, ``owner``."""
+    engine = create_engine(url)
+    await migrate(engine)
+    async with session_factory(engine).begin() as session:
+        session.add(User(name="owner", webhook_secret="s"))
+    return engine
 
 
 def new_job(job_id: str) -> Job:
@@ -438,10 +443,7 @@ async def test_a_job_id_already_taken_is_drawn_again(database: AsyncEngine) -> N
 @pytest.fixture
 async def sqlite_file(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, Path]]:
     path = tmp_path / "queue.sqlite"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    await migrate(engine)
-    async with session_factory(engine).begin() as session:
-        session.add(User(name="owner", webhook_secret="s"))
+    engine = await prepared_engine(f"sqlite+aiosqlite:///{path}")
     try:
         yield engine, path
     finally:

@@ -175,7 +175,7 @@ def _sqlite_sync_engine(
     engine = create_sync_engine(
         url,
         poolclass=StaticPool,
-        connect_args={"timeout": 30 if wait else 0, "check_same_thread": False},
+        connect_args={"timeout": 30, "check_same_thread": False},
     )
     event.listen(engine, "connect", pragmas)
     if not wait:
@@ -318,8 +318,7 @@ class WriteQueue:
             # fails only the writes that fail alone.
             if connection.invalidated:
                 self._here_connection = None
-                with contextlib.suppress(Exception):
-                    connection.close()
+                _close_quietly(connection)
             return None
 
     def _checkpoint_soon(self) -> None:
@@ -354,9 +353,7 @@ class WriteQueue:
 
     def _close_sqlite_connection(self) -> None:
         connection, self._sqlite_connection = self._sqlite_connection, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.close()
+        _close_quietly(connection)
 
     async def close(self) -> None:
         """Finish what is queued, refuse new writes, release the connection and thread."""
@@ -368,10 +365,8 @@ class WriteQueue:
         if self._checkpoint is not None:
             with contextlib.suppress(Exception):
                 await self._checkpoint
-        if self._here_connection is not None:
-            with contextlib.suppress(Exception):
-                self._here_connection.close()
-            self._here_connection = None
+        connection, self._here_connection = self._here_connection, None
+        _close_quietly(connection)
         if self._sqlite_here is not None:
             self._sqlite_here.dispose()
         if self._thread is not None:
@@ -384,6 +379,12 @@ class WriteQueue:
         self._close_sqlite_connection()
         if self._sqlite is not None:
             self._sqlite.dispose()
+
+
+def _close_quietly(connection: Connection | None) -> None:
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 def _log_failed_checkpoint(done: asyncio.Future[None]) -> None:

@@ -13,10 +13,25 @@ from flowgate.api import health, media, openai, tasks, ui
 from flowgate.api.errors import ERROR_RESPONSES, install_error_handlers
 from flowgate.api.flow import accounts, characters, images, jobs, videos
 from flowgate.api.flow import upscale as upscale_api
-from flowgate.api.middleware import RequestIdMiddleware
+from flowgate.api.middleware import RequestIdMiddleware, StartGateMiddleware
 from flowgate.config import Settings
 from flowgate.observability import configure_logging
 from flowgate.runtime import Runtime, bootstrap, open_runtime, start_background
+from flowgate.start_gate import StartGate
+
+# The POST routes that start an upstream generation: each waits for a start slot.
+# Local work (video upscale, concatenate, GIF) and everything else is not gated.
+STARTS_GENERATION = frozenset(
+    {
+        "/v1/google-flow/images",
+        "/v1/google-flow/images/upscale",
+        "/v1/google-flow/videos",
+        "/v1/google-flow/videos/extend",
+        "/v1/images/generations",
+        "/v1/images/edits",
+        "/api/v1/client/job/CreateTask",
+    }
+)
 
 
 def _announce(settings: Settings, token: str | None) -> None:
@@ -79,5 +94,10 @@ def create_app(settings: Settings) -> FastAPI:
         from flowgate.sandbox import create_sandbox_app
 
         app.mount("/sandbox/gemini", create_sandbox_app())
+    app.add_middleware(
+        StartGateMiddleware,
+        gate=StartGate(settings.start_slots, hold_seconds=settings.start_hold_seconds),
+        paths=STARTS_GENERATION,
+    )
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     upstream_timeout_seconds: float = Field(default=120.0, gt=0)
     upstream_max_connections: int = Field(default=4096, ge=1)
     default_max_concurrency: int = Field(default=4, ge=1)
+    start_slots: int = Field(
+        default=64,
+        ge=1,
+        description="Generation requests started at once per process; the rest wait in "
+        "arrival order (docs/configuration.md)",
+    )
+    start_hold_seconds: float = Field(
+        default=0.5, gt=0, description="Longest a request keeps its start slot"
+    )
     queue_timeout_seconds: float = Field(default=30.0, ge=0)
     prices: dict[str, int] = Field(
         default_factory=dict,

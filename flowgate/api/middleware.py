@@ -1,4 +1,5 @@
-"""Request id and access log, as plain ASGI (cheap on the hot path)."""
+"""Request id and access log; start slots for generation requests. Plain ASGI (cheap on
+the hot path)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowgate.api.errors import unexpected_error
 from flowgate.observability import request_id_var
+from flowgate.start_gate import StartGate
 
 log = logging.getLogger("flowgate.access")
 
@@ -71,3 +73,23 @@ class RequestIdMiddleware:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+
+
+class StartGateMiddleware:
+    """Runs each ``POST`` to one of ``paths`` in a slot of ``gate`` (flowgate/start_gate.py).
+
+    Placed inside :class:`RequestIdMiddleware`, so the access log's duration includes the
+    wait for a slot.
+    """
+
+    def __init__(self, app: ASGIApp, gate: StartGate, paths: frozenset[str]) -> None:
+        self.app = app
+        self.gate = gate
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        async with self.gate.slot():
+            await self.app(scope, receive, send)

@@ -6,6 +6,8 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
+from flowgate.start_gate import leave_start_phase
+
 
 @dataclass
 class _AccountSlots:
@@ -63,6 +65,7 @@ class SlotBoard:
 
     async def wait_for_any(self, eligible: frozenset[int], wait_seconds: float) -> int | None:
         """Queue until a slot on one of ``eligible`` frees (slot taken), or ``None`` on timeout."""
+        leave_start_phase()  # queued behind the account: let other requests start meanwhile
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.waiters.append((eligible, future))
         handed_over = False

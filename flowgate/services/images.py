@@ -52,6 +52,7 @@ from flowgate.services.credits import CreditService
 from flowgate.services.jobs import JobService, UpstreamAttempt
 from flowgate.services.media import MediaService
 from flowgate.services.users import Caller
+from flowgate.start_gate import leave_start_phase
 from flowgate.storage import media_rows
 from flowgate.storage.models import Account, Job, Media
 from flowgate.storage.writes import insert_row
@@ -216,6 +217,7 @@ class ImageService:
             # Without an explicit email, a quota or key failure is retried once elsewhere.
             retries_left = 0 if spec.email else 1
             tried: set[str] = set()
+            leave_start_phase()
             while True:
                 account = lease.account
                 started = time.perf_counter()

@@ -59,6 +59,7 @@ from flowgate.services.credits import CreditService
 from flowgate.services.jobs import JobService, UpstreamAttempt, iso
 from flowgate.services.media import MediaService
 from flowgate.services.users import Caller
+from flowgate.start_gate import leave_start_phase
 from flowgate.storage import accounts as account_rows
 from flowgate.storage import media_rows
 from flowgate.storage.models import Account, Job, Media
@@ -286,6 +287,7 @@ class UpscaleService:
 
     async def _local(self, spec: UpscaleRequestSpec, source: _Source) -> _Result:
         width, height = upscaled_size(source.width, source.height, spec.long_side)
+        leave_start_phase()
         try:
             jpeg = await asyncio.to_thread(
                 lanczos_jpeg,
@@ -330,6 +332,7 @@ class UpscaleService:
             await self._jobs.start(job)
             retries_left = 1
             tried: set[str] = set()
+            leave_start_phase()
             while True:
                 account = lease.account
                 started = time.perf_counter()

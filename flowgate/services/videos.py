@@ -66,6 +66,7 @@ from flowgate.services.credits import CreditService
 from flowgate.services.jobs import JobService, UpstreamAttempt, iso
 from flowgate.services.media import MediaService
 from flowgate.services.users import Caller
+from flowgate.start_gate import leave_start_phase
 from flowgate.storage import accounts as account_rows
 from flowgate.storage import media_rows
 from flowgate.storage.models import Account, Job, Media
@@ -276,6 +277,7 @@ class VideoService:
         operations: list[dict[str, Any]] = []
         started = time.perf_counter()
         first_error: FlowgateError | None = None
+        leave_start_phase()
         for index in range(count):
             seed = base_seed + index
             try:

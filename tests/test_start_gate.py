@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from datetime import datetime
 
 import httpx
@@ -14,6 +13,7 @@ from flowgate.app import STARTS_GENERATION, create_app
 from flowgate.config import Settings
 from flowgate.start_gate import StartGate, leave_start_phase
 from tests.gateway import Gateway
+from tests.test_balancing_api import sandbox_accounts
 
 PATH = "/v1/google-flow/images"
 
@@ -133,17 +133,6 @@ def test_every_gated_path_is_a_generation_post_route(tmp_path) -> None:
     assert STARTS_GENERATION <= posts, STARTS_GENERATION - posts
 
 
-def _accounts(gw: Gateway, n: int, **extra: object) -> list[str]:
-    emails = []
-    with gw.client() as client:
-        for i in range(n):
-            email = f"gate{i}-{uuid.uuid4().hex[:6]}@example.com"
-            body = {"email": email, "provider": "sandbox", "apiKey": f"sandbox-{email}", **extra}
-            assert client.post("/v1/google-flow/accounts", json=body).status_code == 201
-            emails.append(email)
-    return emails
-
-
 def _received(gw: Gateway) -> list[tuple[str, datetime]]:
     calls = httpx.get(f"{gw.base_url}/sandbox/gemini/_sandbox/calls").json()["calls"]
     return [
@@ -163,7 +152,7 @@ def test_requests_wait_on_the_upstream_outside_their_start_slot(gateway_factory)
     # the next one would have reached the upstream only after that (1.5 s later).
     gw = gateway_factory("sqlite", FLOWGATE_START_SLOTS="1", FLOWGATE_START_HOLD_SECONDS="30")
     gw.start()
-    _accounts(gw, 1, maxConcurrency=10)
+    sandbox_accounts(gw, gw.token, 1, maxConcurrency=10)
     answers: list[httpx.Response] = []
     threads = [
         threading.Thread(
@@ -185,7 +174,7 @@ def test_requests_wait_on_the_upstream_outside_their_start_slot(gateway_factory)
 def test_a_request_queued_for_a_busy_account_lets_others_start(gateway_factory) -> None:
     gw = gateway_factory("sqlite", FLOWGATE_START_SLOTS="1", FLOWGATE_START_HOLD_SECONDS="30")
     gw.start()
-    busy, free = _accounts(gw, 2, maxConcurrency=1)
+    busy, free = sandbox_accounts(gw, gw.token, 2, maxConcurrency=1)
     answers: list[httpx.Response] = []
     holder = threading.Thread(
         target=_post_in_thread,

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from flowgate import client_cli
 from flowgate.config import Settings, SettingsError, load_settings
-from flowgate.domain.errors import FlowgateError
+from flowgate.domain.errors import DatabaseUnavailable, FlowgateError
 from flowgate.process import raise_open_file_limit
 
 if TYPE_CHECKING:
@@ -47,6 +47,21 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _unreachable_database(settings: Settings, exc: DatabaseUnavailable) -> typer.Exit:
+    """Say which database could not be reached and why (one line), for exit code 1."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url).render_as_string(hide_password=True)
+    cause = exc.__cause__
+    reason = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
+    typer.echo(
+        f"flowgate: cannot connect to the database {url} ({reason}); check that the server "
+        "runs and the database exists, or set FLOWGATE_DATABASE_URL",
+        err=True,
+    )
+    return typer.Exit(1)
+
+
 def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
     from flowgate.runtime import open_runtime
 
@@ -61,6 +76,8 @@ def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(run())
+    except DatabaseUnavailable as exc:
+        raise _unreachable_database(settings, exc) from None
     except FlowgateError as exc:
         typer.echo(f"flowgate: {exc.message}", err=True)
         raise typer.Exit(1) from None
@@ -74,6 +91,13 @@ def serve(
     """Start the gateway (SQLite, local media and the sandbox upstream by default)."""
     settings = _settings(host=host, port=port)
     raise_open_file_limit()
+    from flowgate.storage.db import connect_once
+
+    try:
+        # Before the server starts: its start-up would fail with a traceback instead.
+        asyncio.run(connect_once(settings.database_url))
+    except DatabaseUnavailable as exc:
+        raise _unreachable_database(settings, exc) from None
     if settings.workers > 1:
         from flowgate.workers import run_workers
 

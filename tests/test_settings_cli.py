@@ -51,15 +51,23 @@ def test_the_command_line_loads_no_server_code() -> None:
     assert result.stdout.strip() == "[]", result.stdout
 
 
-def test_workers_stop_before_starting_when_the_database_cannot_be_prepared(tmp_path) -> None:
-    missing = f"{PG_SERVER_URL}/flowgate_missing_{uuid.uuid4().hex[:8]}"
-    result = _serve_with({"FLOWGATE_WORKERS": "2", "FLOWGATE_DATABASE_URL": missing}, tmp_path)
-    assert result.returncode == 1, result.stderr
-    assert "does not exist" in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        "flowgate: preparing the database failed (exit 1)"
-    )
-    assert "listening" not in result.stdout
+def test_serve_stops_with_one_line_when_the_database_cannot_be_reached(tmp_path) -> None:
+    name = f"flowgate_missing_{uuid.uuid4().hex[:8]}"
+    refused = "postgresql+asyncpg://postgres:hunter2@127.0.0.1:1/flowgate"
+    cases = [
+        ({"FLOWGATE_DATABASE_URL": refused}, "ConnectionRefusedError"),
+        ({"FLOWGATE_DATABASE_URL": f"{PG_SERVER_URL}/{name}"}, f'"{name}" does not exist'),
+        ({"FLOWGATE_WORKERS": "2", "FLOWGATE_DATABASE_URL": refused}, "ConnectionRefusedError"),
+    ]
+    for env, reason in cases:
+        result = _serve_with(env, tmp_path)
+        assert result.returncode == 1, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("flowgate: cannot connect to the database postgresql"), last
+        assert reason in last and "FLOWGATE_DATABASE_URL" in last, last
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "hunter2" not in result.stderr
+        assert "listening" not in result.stdout
 
 
 def test_in_memory_sqlite_is_refused(tmp_path) -> None:

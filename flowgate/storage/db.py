@@ -64,6 +64,21 @@ def _connect_or_unavailable(
         raise DatabaseUnavailable() from error
 
 
+async def connect_once(url: str) -> None:
+    """Open one connection and close it; :class:`DatabaseUnavailable` if the server refuses.
+
+    SQLite is not checked: its file is created on first use.
+    """
+    if is_sqlite(url):
+        return
+    engine = create_engine(url)
+    try:
+        async with engine.connect():
+            pass
+    finally:
+        await engine.dispose()
+
+
 class SerializedWriteSessions(async_sessionmaker[AsyncSession]):
     """For SQLite: write transactions (``begin()``) take turns in this process.
 

@@ -28,7 +28,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _psql(sql: str) -> None:
+def psql(sql: str, database: str = "postgres") -> None:
+    """Run ``sql`` with psql in ``database`` of the test server (raises when it fails)."""
     # PG_SERVER_URL looks like postgresql+asyncpg://user@host:port
     rest = PG_SERVER_URL.split("://", 1)[1]
     user, _, hostport = rest.rpartition("@")
@@ -43,7 +44,7 @@ def _psql(sql: str) -> None:
             "-U",
             user or "postgres",
             "-d",
-            "postgres",
+            database,
             "-v",
             "ON_ERROR_STOP=1",
             "-q",
@@ -58,14 +59,14 @@ def _psql(sql: str) -> None:
 def create_pg_database() -> str:
     """A fresh, empty PostgreSQL database; returns its async URL."""
     name = f"flowgate_test_{uuid.uuid4().hex[:12]}"
-    _psql(f"CREATE DATABASE {name}")
+    psql(f"CREATE DATABASE {name}")
     return f"{PG_SERVER_URL}/{name}"
 
 
 def drop_pg_database(url: str) -> None:
     """Drop a database made by :func:`create_pg_database`."""
     name = url.rsplit("/", 1)[1]
-    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @dataclass

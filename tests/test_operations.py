@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.gateway import _psql, free_port
+from tests.gateway import free_port, psql
 
 
 def start_standalone_sandbox(port: int) -> subprocess.Popen[bytes]:
@@ -191,8 +191,8 @@ def test_a_database_that_refuses_connections_is_a_503_until_it_is_back(gateway_f
     name = gw.database_url.rsplit("/", 1)[1]
     with gw.client() as client:
         assert client.post("/v1/google-flow/images", json={"prompt": "before"}).status_code == 200
-        _psql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
-        _psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        psql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
         try:
             # The first write can still reach the queue's kept connection before the
             # server's close is read (asyncpg: "another operation is in progress"):
@@ -201,7 +201,7 @@ def test_a_database_that_refuses_connections_is_a_503_until_it_is_back(gateway_f
             down = client.post("/v1/google-flow/images", json={"prompt": "during"})
             listing = client.get("/v1/google-flow/jobs")
         finally:
-            _psql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+            psql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
         back = client.post("/v1/google-flow/images", json={"prompt": "after"})
     assert first.status_code in (500, 503), first.text
     for resp in (down, listing):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import uuid
 
-from tests.gateway import PG_SERVER_URL, Gateway
+from tests.gateway import PG_SERVER_URL, Gateway, create_pg_database, drop_pg_database, psql
 
 
 def _serve_with(env_extra: dict[str, str], tmp_path) -> subprocess.CompletedProcess[str]:
@@ -68,6 +68,26 @@ def test_serve_stops_with_one_line_when_the_database_cannot_be_reached(tmp_path)
         assert "Traceback" not in result.stderr, result.stderr
         assert "hunter2" not in result.stderr
         assert "listening" not in result.stdout
+
+
+def test_workers_stop_before_starting_when_the_database_cannot_be_prepared(tmp_path) -> None:
+    # Reachable, but stamped with a revision this flowgate does not know (a newer one's).
+    url = create_pg_database()
+    try:
+        psql(
+            "CREATE TABLE alembic_version (version_num varchar(32));"
+            "INSERT INTO alembic_version VALUES ('ffffffffffff')",
+            database=url.rsplit("/", 1)[1],
+        )
+        result = _serve_with({"FLOWGATE_WORKERS": "2", "FLOWGATE_DATABASE_URL": url}, tmp_path)
+    finally:
+        drop_pg_database(url)
+    assert result.returncode == 1, result.stderr
+    assert "Can't locate revision identified by 'ffffffffffff'" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "flowgate: preparing the database failed (exit 1)"
+    )
+    assert "listening" not in result.stdout
 
 
 def test_in_memory_sqlite_is_refused(tmp_path) -> None:

@@ -47,7 +47,6 @@ class StartGate:
     """At most ``slots`` requests of this process in their start phase; the rest queue (FIFO)."""
 
     def __init__(self, slots: int, *, hold_seconds: float) -> None:
-        self.slots = slots
         self.hold_seconds = hold_seconds
         self.semaphore = asyncio.Semaphore(slots)
 

@@ -17,6 +17,7 @@ adds is its p50/p99 minus the direct run's.
 
     .venv/bin/python -m bench.held [--clients 2000] [--delay 10000] [--backend sqlite|postgres]
                                    [--arrival both|burst|steady] [--profile FILE]
+                                   [--profile-seconds S]   # e.g. 2: the burst's way in
                                    [--workers N]   # FLOWGATE_WORKERS, PostgreSQL only
 
 Reports: how many succeeded, flowgate's RSS when idle (after start and a few warm-up
@@ -152,6 +153,13 @@ def main() -> None:
         metavar="FILE",
         help="py-spy flowgate during the burst; write raw stacks to FILE and summarize them",
     )
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="profile only the first S seconds (e.g. 3: the burst's way to the upstream)",
+    )
     args = parser.parse_args()
     print(machine_line(), flush=True)
     arrivals = ("burst", "steady") if args.arrival == "both" else (args.arrival,)
@@ -229,7 +237,9 @@ def main() -> None:
             idle_fds = sum(open_fds(pid) for pid in processes)
             pids = {"flowgate": processes, "sandbox": [sandbox.pid]}
             spy = (
-                start_profile(servers[0], delay_s + 15, args.profile, rate=1000)
+                start_profile(
+                    servers[0], args.profile_seconds or delay_s + 15, args.profile, rate=1000
+                )
                 if args.profile
                 else None
             )

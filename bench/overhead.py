@@ -85,7 +85,7 @@ def start_profile(
             "--pid",
             str(pid),
             "--duration",
-            str(int(seconds)),
+            str(max(1, round(seconds))),
             "--rate",
             str(rate),
             "--gil",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.procstat import child_pids
+from bench.procstat import child_pids, rss_mb
 from tests.gateway import Gateway
 
 
@@ -25,7 +25,7 @@ def alive(pid: int) -> bool:
 
 def anonymous_shared_mb(pid: int) -> float:
     """Anonymous memory (the Python heap, not files) that ``pid`` shares with another
-    process, MB: pages a forked worker still shares with its supervisor."""
+    process, MB: pages a forked worker still shares with the other workers."""
     shared_kb = 0
     anonymous = False
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
@@ -80,12 +80,17 @@ def test_workers_share_the_port_each_an_instance(
         assert record.status_code == 200, record.text
         assert record.json()["status"] == "completed"
 
-    workers = set(child_pids(gateway.proc.pid))  # type: ignore[union-attr]
+    supervisor = gateway.proc.pid  # type: ignore[union-attr]
+    workers = set(child_pids(supervisor))
     assert len(workers) == 2
-    # Forked from the supervisor after it loaded the server's modules, each worker shares
-    # that heap with it instead of importing its own copy (which would share none of it).
+    # Forked from the first process after it loaded the server's modules, the workers
+    # share that heap with each other instead of each importing its own copy (which would
+    # share none of it)...
     for pid in workers:
         assert anonymous_shared_mb(pid) > 20, (pid, anonymous_shared_mb(pid))
+    # ...and that process then became a lean supervisor (same pid), holding no copy of
+    # those modules: a process that loaded them holds ~100 MB.
+    assert rss_mb(supervisor) < 40, rss_mb(supervisor)
     gateway.stop()  # SIGTERM to the parent stops every worker
     assert gateway.proc is not None and gateway.proc.returncode == 0
     assert not any(alive(pid) for pid in workers)

@@ -22,7 +22,7 @@ adds is its p50/p99 minus the direct run's.
 
 Reports: how many succeeded, flowgate's RSS when idle (after start and a few warm-up
 requests) and at peak (``VmHWM``, and the highest ``VmRSS`` sampled every 0.2 s), its
-PSS idle and after the run (with workers, the pages they share with their supervisor
+PSS idle and after the run (with workers, the pages they share with each other
 counted once rather than in every process), and per arrival pattern the latency
 distribution, the latency flowgate adds, the latency above the upstream's delay (which
 also holds what the sandbox and the load generator take), for the burst when its calls

@@ -66,8 +66,12 @@ def start_worker(settings: bytes, index: int) -> int:
 def hand_over(flock: Flock) -> None:
     """Replace this process with the lean supervisor of ``flock``; never returns."""
     header = json.dumps({"workers": flock.workers, "started": flock.started}).encode()
-    state = os.memfd_create("flowgate-supervisor", 0)  # inherited by exec, unlike a pipe's
-    os.write(state, header + b"\n" + flock.settings)  # no reader to wait for
+    # A file in memory, not a pipe: the whole state is written before anyone reads it.
+    state = os.memfd_create("flowgate-supervisor", 0)
+    os.set_inheritable(state, True)  # kept open across the exec
+    data = memoryview(header + b"\n" + flock.settings)
+    while data:
+        data = data[os.write(state, data) :]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "flowgate.supervisor", str(state)])

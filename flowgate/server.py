@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import pickle
-import signal
 import socket
-from typing import Any
 
 import uvicorn
 
 from flowgate.app import create_app
 from flowgate.config import Settings
+from flowgate.listening import reuse_port_socket
 from flowgate.observability import LoggedErrorFilter
 from flowgate.process import KEEP_ALIVE_SECONDS, tune_garbage_collector
 
@@ -46,38 +43,9 @@ def serve_app(settings: Settings, sock: socket.socket | None = None) -> bool:
     return server.started
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def listen_address(host: str, port: int) -> tuple[Any, ...]:
-    """The first address ``host:port`` resolves to, for a listening TCP socket."""
-    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-
-
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` that other workers may bind as well."""
-    family, kind, proto, _, address = listen_address(host, port)
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
-    return sock
-
-
-def _die_with_parent() -> None:
-    # Runs in the worker: SIGTERM when the supervising process dies, so no worker
-    # outlives it and serves on under a name a new supervisor will reuse.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def run_worker(settings_blob: bytes, index: int, supervisor: int) -> int:
-    """Serve as worker ``index`` in this freshly forked process; its exit code."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    _die_with_parent()
-    if os.getppid() != supervisor:  # the supervisor died before the prctl
-        return 1
+def run_worker(settings_blob: bytes, index: int) -> int:
+    """Serve as worker ``index`` (a process :func:`flowgate.supervisor.start_worker`
+    forked) on its own ``SO_REUSEPORT`` socket until stopped; its exit code."""
     settings: Settings = pickle.loads(settings_blob)  # from the supervisor, never elsewhere
     worker = settings.for_worker(index)
     try:

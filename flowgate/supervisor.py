@@ -16,6 +16,7 @@ this lean process and loads the modules itself.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -30,6 +31,8 @@ from types import FrameType
 # restarted, RESTART_PAUSE_SECONDS apart.
 STARTUP_SECONDS = 10.0
 RESTART_PAUSE_SECONDS = 1.0
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -52,9 +55,17 @@ def start_worker(settings: bytes, index: int) -> int:
         return pid
     code = 1
     try:
-        from flowgate.server import run_worker  # loaded already, unless restarting
+        # First, before the seconds a restarted worker spends importing: the stop
+        # handlers are the supervisor's (a SIGTERM would only be counted in this copy of
+        # it), and a stop blocked for the supervisor must reach this process now.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own later
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _die_with_parent()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        if os.getppid() == supervisor:  # else the supervisor died before the prctl
+            from flowgate.server import run_worker  # loaded already, unless restarting
 
-        code = run_worker(settings, index, supervisor)
+            code = run_worker(settings, index)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -63,8 +74,16 @@ def start_worker(settings: bytes, index: int) -> int:
         os._exit(code)
 
 
+def _die_with_parent() -> None:
+    # SIGTERM when the supervising process dies, so no worker outlives it and serves on
+    # under a name a new supervisor will reuse. (An exec of the supervisor does not count.)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def hand_over(flock: Flock) -> None:
-    """Replace this process with the lean supervisor of ``flock``; never returns."""
+    """Replace this process with the lean supervisor of ``flock``; returns only if that
+    failed (logged), and the caller then supervises from this process."""
     header = json.dumps({"workers": flock.workers, "started": flock.started}).encode()
     # A file in memory, not a pipe: the whole state is written before anyone reads it.
     state = os.memfd_create("flowgate-supervisor", 0)
@@ -74,7 +93,11 @@ def hand_over(flock: Flock) -> None:
         data = data[os.write(state, data) :]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "flowgate.supervisor", str(state)])
+    try:
+        os.execv(sys.executable, [sys.executable, "-m", "flowgate.supervisor", str(state)])
+    except OSError as error:
+        os.close(state)
+        print(f"flowgate: no lean supervisor ({error}); supervising from here", file=sys.stderr)
 
 
 def _read_flock(fd: int) -> Flock:
@@ -114,6 +137,7 @@ def supervise(flock: Flock) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a stop asked meanwhile runs now
     code = 0
     while not signals:
         time.sleep(0.2)
@@ -131,6 +155,8 @@ def supervise(flock: Flock) -> int:
                 break
             print(f"flowgate: worker {index} exited ({status}); restarting it", file=sys.stderr)
             time.sleep(RESTART_PAUSE_SECONDS)
+            if signals:  # asked to stop during the pause: nothing to start
+                break
             workers[index] = start_worker(flock.settings, index)
     running = set(workers.values()) - ended
     for pid in running:

@@ -16,28 +16,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import pickle
-import socket
+import signal
 import subprocess
 import sys
 import time
 
 from flowgate import __version__
 from flowgate.config import Settings
-from flowgate.server import listen_address
-from flowgate.supervisor import Flock, hand_over, start_worker
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    # Without SO_REUSEPORT this bind fails while anything (an earlier flowgate's
-    # workers included) holds the port, which SO_REUSEPORT alone would silently share.
-    family, kind, proto, _, address = listen_address(host, port)
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError:
-            return False
-    return True
+from flowgate.listening import port_is_free
+from flowgate.supervisor import STOP_SIGNALS, Flock, hand_over, start_worker, supervise
 
 
 async def _prepare(settings: Settings) -> str | None:
@@ -68,7 +55,7 @@ def prepare_database(settings: Settings) -> tuple[int, str | None]:
 
 def run_workers(settings: Settings) -> int:
     """Run ``settings.workers`` workers until stopped; the exit code for the command."""
-    if not _port_is_free(settings.host, settings.port):
+    if not port_is_free(settings.host, settings.port):
         print(f"flowgate: {settings.host}:{settings.port} is in use", file=sys.stderr)
         return 1
     code, token = prepare_database(settings)
@@ -84,16 +71,22 @@ def run_workers(settings: Settings) -> int:
     if token:
         print("  first start: created user 'admin'; its API token (shown once):", flush=True)
         print(f"  FLOWGATE_TOKEN={token}", flush=True)
-    # The server's modules are loaded (imported above), once, so every worker forked below
-    # shares these pages with the others instead of importing its own copy. Frozen, they
-    # are never walked by a collection, which would write to (and so copy) every page.
+    # Loaded here, once, so every worker forked below shares these pages with the others
+    # instead of importing its own copy. Frozen, they are never walked by a collection,
+    # which would write to (and so copy) every page.
+    import flowgate.server  # noqa: F401
+
     gc.collect()
     gc.freeze()
+    # Held (pending) from the first fork until the supervisor's handlers are in place:
+    # the mask outlives the exec, so a stop asked meanwhile is not lost or fatal.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     blob = pickle.dumps(settings)
     started = time.monotonic()
     workers = {index: start_worker(blob, index) for index in range(settings.workers)}
-    hand_over(Flock(blob, workers, started))
-    return 0  # not reached: this process is now the supervisor
+    flock = Flock(blob, workers, started)
+    hand_over(flock)
+    return supervise(flock)  # only if the exec failed: supervise from this process
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -126,8 +128,44 @@ def test_a_worker_that_dies_is_started_again(gateway_factory: Callable[..., Gate
     assert not any(alive(pid) for pid in now)
 
 
+def test_a_stop_while_a_worker_starts_again_stops_everything(
+    gateway_factory: Callable[..., Gateway],
+) -> None:
+    gateway = gateway_factory("postgres", FLOWGATE_WORKERS="2", FLOWGATE_INSTANCE_ID="wt")
+    gateway.start()
+    assert instances_answering(gateway, {"wt/0", "wt/1"}) == {"wt/0", "wt/1"}
+    time.sleep(10)  # past the start-up window
+    assert gateway.proc is not None
+    first = set(child_pids(gateway.proc.pid))
+    os.kill(min(first), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while "restarting it" not in "".join(gateway.output) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "restarting it" in "".join(gateway.output)
+    # The supervisor waits 1 s, then forks the new worker, which spends the next ~0.7 s
+    # (longer on a slow machine) importing the server: SIGTERM lands in that import.
+    time.sleep(1.3)
+    started_again = set(child_pids(gateway.proc.pid)) - first
+    gateway.stop()  # SIGTERM; after 20 s without an exit, SIGKILL (-9)
+    assert gateway.proc.returncode == 0, "".join(gateway.output[-20:])
+    assert not any(alive(pid) for pid in first | started_again)
+
+
 def test_workers_on_sqlite_are_refused(gateway_factory: Callable[..., Gateway]) -> None:
     gateway = gateway_factory("sqlite", FLOWGATE_WORKERS="2")
     result = gateway.cli("serve", check=False)
     assert result.returncode == 2
     assert "FLOWGATE_WORKERS" in result.stderr and "PostgreSQL" in result.stderr
+
+
+def test_the_supervisor_loads_only_the_standard_library() -> None:
+    # Whatever it imported beyond that, it would hold for as long as the workers run.
+    script = (
+        "import sys; before = set(sys.modules); import flowgate.supervisor; "
+        "print(' '.join({m.split('.')[0] for m in set(sys.modules) - before}))"
+    )
+    added = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "flowgate" in added
+    assert set(added) - set(sys.stdlib_module_names) - {"flowgate"} == set()

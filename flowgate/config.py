@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     workers: int = Field(
         default=1, ge=1, le=64, description="Server processes on the port (PostgreSQL only)"
     )
+    sqlite_busy_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a write waits while another program holds the SQLite file's "
+        "write lock; then the request fails with 503",
+    )
     sandbox: bool = Field(default=True, description="Mount the sandbox upstream at /sandbox/gemini")
     webhook_allow_private: bool = False
 

@@ -87,11 +87,13 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
     """Connect, migrate and wire the services (no background tasks yet)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     secret = ensure_secret_key(settings)
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(
+        settings.effective_database_url, sqlite_busy_seconds=settings.sqlite_busy_seconds
+    )
     if migrate_schema:
         await migrate(engine)
     sessions = session_factory(engine)
-    writes = write_queue(engine, sessions)
+    writes = write_queue(engine, sessions, sqlite_busy_seconds=settings.sqlite_busy_seconds)
     http = new_upstream_client(
         timeout_seconds=settings.upstream_timeout_seconds,
         max_connections=settings.upstream_max_connections,

@@ -213,3 +213,32 @@ def test_a_database_that_refuses_connections_is_a_503_until_it_is_back(gateway_f
     causes = [line for line in gw.output if "cannot connect to the database" in line]
     assert causes and "not currently accepting connections" in causes[0]
     assert len([line for line in gw.output if '"unhandled error"' in line]) <= 1
+
+
+def test_a_sqlite_file_locked_by_another_program_is_a_503_that_says_so(gateway_factory) -> None:
+    """Another program holds SQLite's one write lock (an open write transaction): after
+    FLOWGATE_SQLITE_BUSY_SECONDS a request gets 503 with Retry-After and what to do, not a
+    500 asking for a bug report; its credits come back, and service resumes once the lock
+    is released."""
+    gw = gateway_factory("sqlite", FLOWGATE_SQLITE_BUSY_SECONDS="1")
+    gw.start()
+    gw.cli("users", "credit", "admin", "=10")
+    with gw.client() as client, sqlite_database(gw) as other_program:
+        before = client.post("/v1/google-flow/images", json={"prompt": "before", "count": 1})
+        assert before.status_code == 200, before.text
+        other_program.isolation_level = None
+        other_program.execute("BEGIN IMMEDIATE")  # the write lock, held
+        started = time.monotonic()
+        locked = client.post("/v1/google-flow/images", json={"prompt": "during", "count": 2})
+        waited = time.monotonic() - started
+        other_program.execute("ROLLBACK")
+        back = client.post("/v1/google-flow/images", json={"prompt": "after", "count": 1})
+    assert locked.status_code == 503, locked.text
+    assert locked.headers["retry-after"] == "5"
+    assert "locked by another program" in locked.json()["error"]
+    assert waited < 10  # the configured second, not the default 30
+    assert back.status_code == 200, back.text
+    assert credits_of(gw, "admin") == 8  # before and after: 1 each; "during" gave its 2 back
+    time.sleep(0.3)
+    assert any("stayed locked by another program" in line for line in gw.output)
+    assert not [line for line in gw.output if '"unhandled error"' in line]

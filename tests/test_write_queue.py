@@ -24,6 +24,7 @@ from flowgate.storage import write_queue as write_queue_module
 from flowgate.storage.db import create_engine, session_factory, write_queue
 from flowgate.storage.migrate import migrate
 from flowgate.storage.models import Job, User
+from flowgate.storage.sqlite_lock import is_database_locked
 from flowgate.storage.write_queue import IDLE_RECHECK_SECONDS, QueueClosed, Write, WriteQueue
 from flowgate.storage.writes import insert_row, insert_values, together, update_job
 from tests.gateway import BACKENDS, create_pg_database, drop_pg_database
@@ -525,3 +526,34 @@ def database_bytes(path: Path) -> int:
         (pages,) = connection.execute("PRAGMA page_count").fetchone()
         (size,) = connection.execute("PRAGMA page_size").fetchone()
     return int(pages) * int(size)
+
+
+async def test_writes_meeting_a_lock_held_elsewhere_fail_together(tmp_path: Path) -> None:
+    """Another program holds SQLite's write lock past the busy timeout: the batch's writes
+    fail together after one wait, instead of each waiting out the same lock again."""
+    path = tmp_path / "locked.sqlite"
+    engine = await prepared_engine(f"sqlite+aiosqlite:///{path}")
+    queue = write_queue(engine, session_factory(engine), sqlite_busy_seconds=0.3)
+    assert queue._sqlite is not None
+    attempts: list[int] = []  # transactions begun by the thread that waits for the lock
+    event.listen(queue._sqlite, "begin", lambda _connection: attempts.append(1))
+    other_program = sqlite3.connect(path, isolation_level=None)
+    try:
+        other_program.execute("BEGIN IMMEDIATE")
+        outcomes = await asyncio.gather(
+            *(queue.run(insert_row(new_job(f"locked-{n}"))) for n in range(5)),
+            return_exceptions=True,
+        )
+        other_program.execute("ROLLBACK")
+        await queue.run(insert_row(new_job("after")))  # the lock is gone: writes land
+    finally:
+        other_program.close()
+        await queue.close()
+    try:
+        assert all(is_database_locked(outcome) for outcome in outcomes), outcomes
+        # The locked batch, once (not once more per write); "after" ran on the loop's
+        # own connection, which never waits for the lock.
+        assert len(attempts) == 1
+        assert set(await job_rows(engine)) == {"after"}
+    finally:
+        await engine.dispose()

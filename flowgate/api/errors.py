@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -13,8 +14,14 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowgate.domain.errors import FlowgateError, InvalidRequest, http_status_for_code
+from flowgate.domain.errors import (
+    DatabaseLocked,
+    FlowgateError,
+    InvalidRequest,
+    http_status_for_code,
+)
 from flowgate.observability import request_id_var
+from flowgate.storage.sqlite_lock import is_database_locked
 
 log = logging.getLogger("flowgate.api")
 
@@ -67,9 +74,16 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def unexpected_error() -> JSONResponse:
-    """The 500 for an error flowgate did not expect, with the request's id; logs the
-    error with its traceback, so call it while handling the exception."""
+    """The answer to an error no handler mapped; call it while handling the exception.
+
+    SQLite's write lock held too long by another program is that program's doing, not a
+    fault of flowgate: a 503 that says what to do (logged as a warning). Anything else is
+    a 500 with the request's id, logged with its traceback.
+    """
     request_id = request_id_var.get()
+    if is_database_locked(sys.exc_info()[1]):
+        log.warning("the SQLite database stayed locked by another program; answered 503")
+        return error_response(DatabaseLocked())
     log.exception("unhandled error")
     return JSONResponse(
         {

@@ -250,6 +250,24 @@ class DatabaseUnavailable(FlowgateError):
         return {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
 
 
+class DatabaseLocked(FlowgateError):
+    """503: another program held the SQLite file's write lock for longer than flowgate
+    waits (``FLOWGATE_SQLITE_BUSY_SECONDS``)."""
+
+    status = 503
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self) -> None:
+        super().__init__(
+            "flowgate's SQLite database is locked by another program (SQLite lets one "
+            "program write at a time) for longer than flowgate waits, so this request was "
+            "not completed: end that program's write transaction, then send the request again"
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
+
+
 class UpstreamUnreachable(FlowgateError):
     """The upstream could not be reached or answered garbage (503 to the client)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,24 +27,33 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def sqlite_pragmas(dbapi_connection: Any, _record: Any = None) -> None:
-    """Connection settings every SQLite connection of flowgate uses."""
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the single writer; NORMAL is durable in WAL mode
-    # except for the last transactions on power loss, which is the usual trade.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+DEFAULT_SQLITE_BUSY_SECONDS = 30.0
 
 
-def create_engine(url: str) -> AsyncEngine:
+def sqlite_pragmas(busy_seconds: float = DEFAULT_SQLITE_BUSY_SECONDS) -> Callable[..., None]:
+    """The connection settings every SQLite connection of flowgate uses (a ``connect``
+    listener); a write waits ``busy_seconds`` for another program's lock."""
+
+    def apply(dbapi_connection: Any, _record: Any = None) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the single writer; NORMAL is durable in WAL mode
+        # except for the last transactions on power loss, which is the usual trade.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={round(busy_seconds * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return apply
+
+
+def create_engine(
+    url: str, *, sqlite_busy_seconds: float = DEFAULT_SQLITE_BUSY_SECONDS
+) -> AsyncEngine:
     """Create the engine; SQLite gets WAL mode, a busy timeout and foreign keys."""
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-
-        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+        engine = create_async_engine(url, connect_args={"timeout": sqlite_busy_seconds})
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas(sqlite_busy_seconds))
         return engine
     engine = create_async_engine(url, pool_size=20, max_overflow=30, pool_pre_ping=True)
     event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
@@ -98,10 +107,15 @@ class SerializedWriteSessions(async_sessionmaker[AsyncSession]):
             yield session
 
 
-def write_queue(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> WriteQueue:
+def write_queue(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    sqlite_busy_seconds: float = DEFAULT_SQLITE_BUSY_SECONDS,
+) -> WriteQueue:
     """The group-commit queue, taking turns with the session writers on SQLite."""
     lock = sessions.write_lock if isinstance(sessions, SerializedWriteSessions) else None
-    return WriteQueue(engine, lock=lock, pragmas=sqlite_pragmas)
+    return WriteQueue(engine, lock=lock, pragmas=sqlite_pragmas(sqlite_busy_seconds))
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

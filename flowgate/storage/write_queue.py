@@ -48,6 +48,8 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import StaticPool
 
+from flowgate.storage.sqlite_lock import is_database_locked
+
 log = logging.getLogger("flowgate.writes")
 
 T = TypeVar("T")
@@ -125,8 +127,9 @@ def _apply(connection: Connection, writes: list[Write]) -> list[tuple[bool, Any]
         with connection.begin():
             return _run_grouped(connection, writes)
     except Exception as batch_error:
-        if len(writes) == 1:
-            return [(False, batch_error)]
+        # Alone, each write would wait out the same lock again: all fail together.
+        if len(writes) == 1 or is_database_locked(batch_error):
+            return [(False, batch_error)] * len(writes)
     outcomes: list[tuple[bool, Any]] = []
     for write in writes:
         try:
@@ -175,7 +178,7 @@ def _sqlite_sync_engine(
     engine = create_sync_engine(
         url,
         poolclass=StaticPool,
-        connect_args={"timeout": 30, "check_same_thread": False},
+        connect_args={"check_same_thread": False},  # the wait for a lock: ``pragmas``
     )
     event.listen(engine, "connect", pragmas)
     if not wait:

@@ -44,7 +44,7 @@ _DESCRIPTIONS = {
     410: "Job expired",
     429: "Upstream quota, no eligible account, or every account busy (Retry-After)",
     500: "Upstream or internal error",
-    503: "Upstream unavailable",
+    503: "Upstream unavailable, or flowgate's database not answering or locked (Retry-After)",
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {"description": "Created (accounts, characters, async videos)"},

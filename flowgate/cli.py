@@ -81,6 +81,19 @@ def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
     except FlowgateError as exc:
         typer.echo(f"flowgate: {exc.message}", err=True)
         raise typer.Exit(1) from None
+    except Exception as exc:
+        from flowgate.storage.sqlite_lock import is_database_locked
+
+        if not is_database_locked(exc):
+            raise
+        typer.echo(
+            "flowgate: the SQLite database is locked by another program (SQLite lets one "
+            f"program write at a time) for longer than {settings.sqlite_busy_seconds:g} s "
+            "(FLOWGATE_SQLITE_BUSY_SECONDS); end that program's write transaction, then run "
+            "the command again",
+            err=True,
+        )
+        raise typer.Exit(1) from None
 
 
 @app.command()

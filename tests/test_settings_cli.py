@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -10,12 +12,18 @@ from tests.gateway import PG_SERVER_URL, Gateway, create_pg_database, drop_pg_da
 
 
 def _serve_with(env_extra: dict[str, str], tmp_path) -> subprocess.CompletedProcess[str]:
+    return _flowgate(["serve"], env_extra, tmp_path)
+
+
+def _flowgate(
+    args: list[str], env_extra: dict[str, str], tmp_path
+) -> subprocess.CompletedProcess[str]:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWGATE_")}
     env.update({"FLOWGATE_DATA_DIR": str(tmp_path)}, **env_extra)
     return subprocess.run(
-        [sys.executable, "-m", "flowgate", "serve"],
+        [sys.executable, "-m", "flowgate", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -121,3 +129,19 @@ def test_users_cli_create_list_disable(gateway: Gateway) -> None:
     assert '"disabled": true' in gateway.cli("users", "list", "--json").stdout
     missing = gateway.cli("users", "disable", "nobody-" + uuid.uuid4().hex, check=False)
     assert missing.returncode == 1
+
+
+def test_a_users_command_on_a_sqlite_file_locked_elsewhere_stops_with_one_line(tmp_path) -> None:
+    env = {"FLOWGATE_SQLITE_BUSY_SECONDS": "1"}
+    first = _flowgate(["users", "create", "ann"], env, tmp_path)  # makes the database
+    assert first.returncode == 0, first.stderr
+    with contextlib.closing(sqlite3.connect(tmp_path / "flowgate.db")) as other_program:
+        other_program.isolation_level = None
+        other_program.execute("BEGIN IMMEDIATE")  # the one write lock, held
+        locked = _flowgate(["users", "create", "bob"], env, tmp_path)
+        other_program.execute("ROLLBACK")
+    assert locked.returncode == 1, locked.stderr
+    assert "Traceback" not in locked.stderr
+    last = locked.stderr.strip().splitlines()[-1]
+    assert "locked by another program" in last and "FLOWGATE_SQLITE_BUSY_SECONDS" in last
+    assert _flowgate(["users", "create", "bob"], env, tmp_path).returncode == 0

@@ -51,7 +51,7 @@ def _unreachable_database(settings: Settings, exc: DatabaseUnavailable) -> typer
     """Say which database could not be reached and why (one line), for exit code 1."""
     from sqlalchemy.engine import make_url
 
-    url = make_url(settings.database_url).render_as_string(hide_password=True)
+    url = make_url(settings.effective_database_url).render_as_string(hide_password=True)
     cause = exc.__cause__
     reason = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
     typer.echo(
@@ -108,7 +108,7 @@ def serve(
 
     try:
         # Before the server starts: its start-up would fail with a traceback instead.
-        asyncio.run(connect_once(settings.database_url))
+        asyncio.run(connect_once(settings.effective_database_url))
     except DatabaseUnavailable as exc:
         raise _unreachable_database(settings, exc) from None
     if settings.workers > 1:

@@ -6,6 +6,7 @@ import contextlib
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 
 from tests.gateway import PG_SERVER_URL, Gateway, create_pg_database, drop_pg_database, psql
@@ -145,3 +146,39 @@ def test_a_users_command_on_a_sqlite_file_locked_elsewhere_stops_with_one_line(t
     last = locked.stderr.strip().splitlines()[-1]
     assert "locked by another program" in last and "FLOWGATE_SQLITE_BUSY_SECONDS" in last
     assert _flowgate(["users", "create", "bob"], env, tmp_path).returncode == 0
+
+
+def test_serve_starts_with_no_settings_but_a_data_dir(tmp_path) -> None:
+    """The first run of a new install: no database URL, so SQLite in the data dir."""
+    import os
+
+    import httpx
+
+    from tests.gateway import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWGATE_")}
+    env.update(FLOWGATE_DATA_DIR=str(tmp_path), FLOWGATE_PORT=str(port))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flowgate", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        health = None
+        for _ in range(300):
+            if server.poll() is not None:
+                break
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert health is not None and health.status_code == 200, output[-2000:]
+    assert (tmp_path / "flowgate.db").exists()
+    assert "FLOWGATE_TOKEN=" in output

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from flowgate import client_cli
 from flowgate.config import Settings, SettingsError, load_settings
-from flowgate.domain.errors import DatabaseUnavailable, FlowgateError
+from flowgate.domain.errors import DatabaseLocked, DatabaseUnavailable, FlowgateError
 from flowgate.process import raise_open_file_limit
 
 if TYPE_CHECKING:
@@ -62,6 +62,18 @@ def _unreachable_database(settings: Settings, exc: DatabaseUnavailable) -> typer
     return typer.Exit(1)
 
 
+def _locked_database(settings: Settings) -> typer.Exit:
+    """Say that another program holds the SQLite file's write lock (one line), for exit 1."""
+    typer.echo(
+        "flowgate: the SQLite database is locked by another program (SQLite lets one "
+        f"program write at a time) for longer than {settings.sqlite_busy_seconds:g} s "
+        "(FLOWGATE_SQLITE_BUSY_SECONDS); end that program's write transaction, then run "
+        "the command again",
+        err=True,
+    )
+    return typer.Exit(1)
+
+
 def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
     from flowgate.runtime import open_runtime
 
@@ -86,14 +98,7 @@ def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
 
         if not is_database_locked(exc):
             raise
-        typer.echo(
-            "flowgate: the SQLite database is locked by another program (SQLite lets one "
-            f"program write at a time) for longer than {settings.sqlite_busy_seconds:g} s "
-            "(FLOWGATE_SQLITE_BUSY_SECONDS); end that program's write transaction, then run "
-            "the command again",
-            err=True,
-        )
-        raise typer.Exit(1) from None
+        raise _locked_database(settings) from None
 
 
 @app.command()
@@ -108,9 +113,15 @@ def serve(
 
     try:
         # Before the server starts: its start-up would fail with a traceback instead.
-        asyncio.run(connect_once(settings.effective_database_url))
+        asyncio.run(
+            connect_once(
+                settings.effective_database_url, sqlite_busy_seconds=settings.sqlite_busy_seconds
+            )
+        )
     except DatabaseUnavailable as exc:
         raise _unreachable_database(settings, exc) from None
+    except DatabaseLocked:
+        raise _locked_database(settings) from None
     if settings.workers > 1:
         from flowgate.workers import run_workers
 

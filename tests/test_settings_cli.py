@@ -148,6 +148,20 @@ def test_a_users_command_on_a_sqlite_file_locked_elsewhere_stops_with_one_line(t
     assert _flowgate(["users", "create", "bob"], env, tmp_path).returncode == 0
 
 
+def test_serve_on_a_sqlite_file_locked_elsewhere_stops_with_one_line(tmp_path) -> None:
+    env = {"FLOWGATE_SQLITE_BUSY_SECONDS": "1", "FLOWGATE_PORT": "1"}  # port never bound
+    assert _flowgate(["users", "create", "ann"], env, tmp_path).returncode == 0
+    with contextlib.closing(sqlite3.connect(tmp_path / "flowgate.db")) as other_program:
+        other_program.isolation_level = None
+        other_program.execute("BEGIN IMMEDIATE")
+        locked = _serve_with(env, tmp_path)
+        other_program.execute("ROLLBACK")
+    assert locked.returncode == 1, locked.stderr
+    assert "Traceback" not in locked.stderr
+    last = locked.stderr.strip().splitlines()[-1]
+    assert "locked by another program" in last and "FLOWGATE_SQLITE_BUSY_SECONDS" in last
+
+
 def test_serve_starts_with_no_settings_but_a_data_dir(tmp_path) -> None:
     """The first run of a new install: no database URL, so SQLite in the data dir."""
     import os

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -16,7 +18,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from flowgate.domain.errors import DatabaseUnavailable
+from flowgate.domain.errors import DatabaseLocked, DatabaseUnavailable
+from flowgate.storage.sqlite_lock import is_database_locked
 from flowgate.storage.write_queue import WriteQueue
 
 log = logging.getLogger("flowgate.db")
@@ -73,12 +76,19 @@ def _connect_or_unavailable(
         raise DatabaseUnavailable() from error
 
 
-async def connect_once(url: str) -> None:
+async def connect_once(
+    url: str, *, sqlite_busy_seconds: float = DEFAULT_SQLITE_BUSY_SECONDS
+) -> None:
     """Open one connection and close it; :class:`DatabaseUnavailable` if the server refuses.
 
-    SQLite is not checked: its file is created on first use.
+    SQLite: take the file's write lock once and give it back, :class:`DatabaseLocked` if
+    another program holds it for longer than ``sqlite_busy_seconds``; a file that does
+    not exist yet is created on first use, so there is nothing to check.
     """
     if is_sqlite(url):
+        path = make_url(url).database
+        if path:
+            await asyncio.to_thread(_take_write_lock_once, Path(path), sqlite_busy_seconds)
         return
     engine = create_engine(url)
     try:
@@ -86,6 +96,21 @@ async def connect_once(url: str) -> None:
             pass
     finally:
         await engine.dispose()
+
+
+def _take_write_lock_once(path: Path, busy_seconds: float) -> None:
+    if not path.exists():
+        return
+    connection = sqlite3.connect(path, timeout=busy_seconds, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ROLLBACK")
+    except sqlite3.OperationalError as error:
+        if is_database_locked(error):
+            raise DatabaseLocked() from error
+        raise
+    finally:
+        connection.close()
 
 
 class SerializedWriteSessions(async_sessionmaker[AsyncSession]):

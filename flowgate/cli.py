@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -13,7 +14,7 @@ from rich.table import Table
 
 from flowgate import client_cli
 from flowgate.config import Settings, SettingsError, load_settings
-from flowgate.domain.errors import DatabaseLocked, DatabaseUnavailable, FlowgateError
+from flowgate.domain.errors import DatabaseUnavailable, FlowgateError
 from flowgate.process import raise_open_file_limit
 
 if TYPE_CHECKING:
@@ -47,31 +48,37 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _unreachable_database(settings: Settings, exc: DatabaseUnavailable) -> typer.Exit:
-    """Say which database could not be reached and why (one line), for exit code 1."""
-    from sqlalchemy.engine import make_url
+@contextmanager
+def _database_errors(settings: Settings) -> Iterator[None]:
+    """Turn a database the operator must fix (unreachable, or a SQLite file another
+    program keeps locked) into one line naming it and what to do, for exit code 1."""
+    try:
+        yield
+    except DatabaseUnavailable as exc:
+        from sqlalchemy.engine import make_url
 
-    url = make_url(settings.effective_database_url).render_as_string(hide_password=True)
-    cause = exc.__cause__
-    reason = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
-    typer.echo(
-        f"flowgate: cannot connect to the database {url} ({reason}); check that the server "
-        "runs and the database exists, or set FLOWGATE_DATABASE_URL",
-        err=True,
-    )
-    return typer.Exit(1)
+        url = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+        cause = exc.__cause__
+        reason = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
+        typer.echo(
+            f"flowgate: cannot connect to the database {url} ({reason}); check that the "
+            "server runs and the database exists, or set FLOWGATE_DATABASE_URL",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        from flowgate.storage.sqlite_lock import is_database_locked
 
-
-def _locked_database(settings: Settings) -> typer.Exit:
-    """Say that another program holds the SQLite file's write lock (one line), for exit 1."""
-    typer.echo(
-        "flowgate: the SQLite database is locked by another program (SQLite lets one "
-        f"program write at a time) for longer than {settings.sqlite_busy_seconds:g} s "
-        "(FLOWGATE_SQLITE_BUSY_SECONDS); end that program's write transaction, then run "
-        "the command again",
-        err=True,
-    )
-    return typer.Exit(1)
+        if not is_database_locked(exc):
+            raise
+        typer.echo(
+            "flowgate: the SQLite database is locked by another program (SQLite lets one "
+            f"program write at a time) for longer than {settings.sqlite_busy_seconds:g} s "
+            "(FLOWGATE_SQLITE_BUSY_SECONDS); end that program's write transaction, then run "
+            "the command again",
+            err=True,
+        )
+        raise typer.Exit(1) from None
 
 
 def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -87,18 +94,11 @@ def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
             await runtime.close()
 
     try:
-        return asyncio.run(run())
-    except DatabaseUnavailable as exc:
-        raise _unreachable_database(settings, exc) from None
+        with _database_errors(settings):
+            return asyncio.run(run())
     except FlowgateError as exc:
         typer.echo(f"flowgate: {exc.message}", err=True)
         raise typer.Exit(1) from None
-    except Exception as exc:
-        from flowgate.storage.sqlite_lock import is_database_locked
-
-        if not is_database_locked(exc):
-            raise
-        raise _locked_database(settings) from None
 
 
 @app.command()
@@ -111,17 +111,13 @@ def serve(
     raise_open_file_limit()
     from flowgate.storage.db import connect_once
 
-    try:
-        # Before the server starts: its start-up would fail with a traceback instead.
+    # Before the server starts: its start-up would fail with a traceback instead.
+    with _database_errors(settings):
         asyncio.run(
             connect_once(
                 settings.effective_database_url, sqlite_busy_seconds=settings.sqlite_busy_seconds
             )
         )
-    except DatabaseUnavailable as exc:
-        raise _unreachable_database(settings, exc) from None
-    except DatabaseLocked:
-        raise _locked_database(settings) from None
     if settings.workers > 1:
         from flowgate.workers import run_workers
 

@@ -18,8 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from flowgate.domain.errors import DatabaseLocked, DatabaseUnavailable
-from flowgate.storage.sqlite_lock import is_database_locked
+from flowgate.domain.errors import DatabaseUnavailable
 from flowgate.storage.write_queue import WriteQueue
 
 log = logging.getLogger("flowgate.db")
@@ -81,9 +80,10 @@ async def connect_once(
 ) -> None:
     """Open one connection and close it; :class:`DatabaseUnavailable` if the server refuses.
 
-    SQLite: take the file's write lock once and give it back, :class:`DatabaseLocked` if
-    another program holds it for longer than ``sqlite_busy_seconds``; a file that does
-    not exist yet is created on first use, so there is nothing to check.
+    SQLite: take the file's write lock once and give it back (``database is locked``, see
+    :func:`~flowgate.storage.sqlite_lock.is_database_locked`, if another program holds it
+    for longer than ``sqlite_busy_seconds``); a file that does not exist yet is created
+    on first use, so there is nothing to check.
     """
     if is_sqlite(url):
         path = make_url(url).database
@@ -105,10 +105,6 @@ def _take_write_lock_once(path: Path, busy_seconds: float) -> None:
     try:
         connection.execute("BEGIN IMMEDIATE")
         connection.execute("ROLLBACK")
-    except sqlite3.OperationalError as error:
-        if is_database_locked(error):
-            raise DatabaseLocked() from error
-        raise
     finally:
         connection.close()
 

@@ -67,7 +67,7 @@ def _database_errors(settings: Settings) -> Iterator[None]:
         )
         raise typer.Exit(1) from None
     except Exception as exc:
-        from flowgate.storage.sqlite_lock import is_database_locked
+        from flowgate.storage.database_errors import is_database_locked
 
         if not is_database_locked(exc):
             raise

@@ -15,13 +15,14 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowgate.domain.errors import (
+    DatabaseConnectionLost,
     DatabaseLocked,
     FlowgateError,
     InvalidRequest,
     http_status_for_code,
 )
 from flowgate.observability import request_id_var
-from flowgate.storage.sqlite_lock import is_database_locked
+from flowgate.storage.database_errors import is_connection_lost, is_database_locked
 
 log = logging.getLogger("flowgate.api")
 
@@ -76,14 +77,19 @@ def _validation_message(exc: RequestValidationError) -> str:
 def unexpected_error() -> JSONResponse:
     """The answer to an error no handler mapped; call it while handling the exception.
 
-    SQLite's write lock held too long by another program is that program's doing, not a
-    fault of flowgate: a 503 that says what to do (logged as a warning). Anything else is
-    a 500 with the request's id, logged with its traceback.
+    SQLite's write lock held too long by another program is that program's doing, and a
+    database connection that broke in use is the server's or the network's: a 503 that
+    says what to do (logged as a warning). Anything else is a 500 with the request's id,
+    logged with its traceback.
     """
     request_id = request_id_var.get()
-    if is_database_locked(sys.exc_info()[1]):
+    error = sys.exc_info()[1]
+    if is_database_locked(error):
         log.warning("the SQLite database stayed locked by another program; answered 503")
         return error_response(DatabaseLocked())
+    if is_connection_lost(error):
+        log.warning("the database connection broke while in use; answered 503: %s", error)
+        return error_response(DatabaseConnectionLost())
     log.exception("unhandled error")
     return JSONResponse(
         {

@@ -250,6 +250,23 @@ class DatabaseUnavailable(FlowgateError):
         return {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
 
 
+class DatabaseConnectionLost(FlowgateError):
+    """503: flowgate's connection to its database broke while it answered (the server
+    restarted, ended the session, or a proxy dropped it)."""
+
+    status = 503
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self) -> None:
+        super().__init__(
+            "flowgate lost its connection to its database while answering, so this "
+            f"request was not completed: send it again in {self.RETRY_AFTER_SECONDS} seconds"
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
+
+
 class DatabaseLocked(FlowgateError):
     """503: another program held the SQLite file's write lock for longer than flowgate
     waits (``FLOWGATE_SQLITE_BUSY_SECONDS``)."""

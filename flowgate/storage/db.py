@@ -81,7 +81,7 @@ async def connect_once(
     """Open one connection and close it; :class:`DatabaseUnavailable` if the server refuses.
 
     SQLite: take the file's write lock once and give it back (``database is locked``, see
-    :func:`~flowgate.storage.sqlite_lock.is_database_locked`, if another program holds it
+    :func:`~flowgate.storage.database_errors.is_database_locked`, if another program holds it
     for longer than ``sqlite_busy_seconds``); a file that does not exist yet is created
     on first use, so there is nothing to check.
     """

@@ -17,7 +17,11 @@ to a dedicated thread instead, whose connection waits for the lock (``busy_timeo
 and runs the writes one by one. WAL checkpoints (an fsync) run in that thread too, at
 most once per :data:`CHECKPOINT_SECONDS`, never on the loop.
 PostgreSQL: the batch runs on a pooled asyncpg connection via ``run_sync``; a batch of
-one statement runs in autocommit (one round trip, not three).
+one statement runs in autocommit (one round trip, not three). The connection is kept
+between batches; one the server has closed (a restart, an idle timeout, a proxy) is
+replaced before a batch is sent on it. A batch whose connection breaks before its
+COMMIT is sent again, once, on a new connection; one that breaks at its COMMIT (or a
+lone statement in autocommit) is not: the server may have applied it.
 
 A write that is a plain :class:`Statement` (or :class:`Steps` of them) is grouped with
 the batch's other rows for the same statement and sent as one ``executemany``: 500
@@ -45,10 +49,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Executable, event
 from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import StaticPool
 
-from flowgate.storage.sqlite_lock import is_database_locked
+from flowgate.storage.database_errors import is_connection_lost, is_database_locked
 
 log = logging.getLogger("flowgate.writes")
 
@@ -121,12 +126,27 @@ def _run_grouped(connection: Connection, writes: list[Write]) -> list[tuple[bool
     return [(True, result) for result in results]
 
 
+class _ConnectionLost(Exception):
+    """The connection broke during a batch; ``before_commit``: the COMMIT was never sent,
+    so nothing of the batch was stored and it may be sent again."""
+
+    def __init__(self, error: BaseException, *, before_commit: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.before_commit = before_commit
+
+
 def _apply(connection: Connection, writes: list[Write]) -> list[tuple[bool, Any]]:
     """Run ``writes`` in one transaction, grouped; on any error, each in its own instead."""
     try:
         with connection.begin():
             return _run_grouped(connection, writes)
     except Exception as batch_error:
+        if is_connection_lost(batch_error):
+            # A statement failed: the COMMIT was never sent. A failed COMMIT (no statement
+            # on the error) may still have been applied by the server.
+            sent = isinstance(batch_error, DBAPIError) and batch_error.statement is None
+            raise _ConnectionLost(batch_error, before_commit=not sent) from batch_error
         # Alone, each write would wait out the same lock again: all fail together.
         if len(writes) == 1 or is_database_locked(batch_error):
             return [(False, batch_error)] * len(writes)
@@ -285,20 +305,34 @@ class WriteQueue:
         # batch cost more than the batch's statements. After a quiet second it goes
         # back through the pool, whose pre-ping replaces a connection the server or a
         # proxy dropped meanwhile (a lone write would otherwise fail on it).
+        lone = _lone_statement(writes)
+        for attempt in (1, 2):
+            connection = await self._kept_connection()
+            try:
+                if lone is not None:
+                    return await connection.run_sync(_apply_alone, lone)
+                return await connection.run_sync(_apply, writes)
+            except _ConnectionLost as lost:
+                if not lost.before_commit or attempt == 2:
+                    return [(False, lost.error)] * len(writes)
+                log.warning("database connection broke before a commit; batch sent again: %s", lost)
+            finally:
+                if connection.invalidated:  # the server went away: start afresh next time
+                    await self._drop_connection()
+        raise AssertionError("unreachable")
+
+    async def _kept_connection(self) -> AsyncConnection:
+        """The queue's PostgreSQL connection, replaced when it may be gone."""
         now = time.monotonic()
-        if self._connection is not None and now - self._connection_used > IDLE_RECHECK_SECONDS:
+        if self._connection is not None and (
+            now - self._connection_used > IDLE_RECHECK_SECONDS
+            or _closed_by_server(self._connection)
+        ):
             await self._drop_connection()
         if self._connection is None:
             self._connection = await self._engine.connect()
         self._connection_used = now
-        try:
-            lone = _lone_statement(writes)
-            if lone is not None:
-                return await self._connection.run_sync(_apply_alone, lone)
-            return await self._connection.run_sync(_apply, writes)
-        finally:
-            if self._connection.invalidated:  # the server went away: start afresh next time
-                await self._drop_connection()
+        return self._connection
 
     async def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None
@@ -382,6 +416,19 @@ class WriteQueue:
         self._close_sqlite_connection()
         if self._sqlite is not None:
             self._sqlite.dispose()
+
+
+def _closed_by_server(connection: AsyncConnection) -> bool:
+    """Whether the driver already saw the server close ``connection`` (no round trip).
+
+    asyncpg notices a session the server ended (a restart, an idle timeout, a proxy) as
+    soon as the loop reads the socket's end; a batch sent on it would fail unsent.
+    """
+    sync = connection.sync_connection
+    if sync is None or sync.closed or sync.invalidated:
+        return True
+    is_closed = getattr(sync.connection.driver_connection, "is_closed", None)
+    return bool(is_closed()) if callable(is_closed) else False
 
 
 def _close_quietly(connection: Connection | None) -> None:

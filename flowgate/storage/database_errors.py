@@ -1,0 +1,33 @@
+"""Recognising database errors the client can do something about (send again later)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from sqlalchemy.exc import DBAPIError
+
+
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def is_database_locked(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error it was raised from, is SQLite's "database is
+    locked": another connection held the write lock for longer than the busy timeout."""
+    return any(
+        isinstance(link, sqlite3.OperationalError) and str(link).startswith("database is locked")
+        for link in _chain(error)
+    )
+
+
+def is_connection_lost(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error it was raised from, is a database connection that
+    broke while in use (the server restarted or ended the session, a proxy dropped it)."""
+    return any(
+        isinstance(link, DBAPIError) and link.connection_invalidated for link in _chain(error)
+    )

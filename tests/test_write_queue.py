@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, event, func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowgate.domain.ids import JobKind, new_job_id
@@ -231,6 +232,21 @@ async def test_a_batch_whose_connection_breaks_before_its_commit_is_sent_again(
     assert len(calls) == 2
     assert commands == ["BEGIN", "BEGIN", "COMMIT"]
     assert await job_rows(postgres) == {"one": "done", "two": "started"}
+
+
+def test_a_closed_sqlite_connection_in_use_is_a_bug_not_a_lost_connection(
+    tmp_path: Path,
+) -> None:
+    # SQLAlchemy calls it a disconnect; with no server to blame, it must stay a 500
+    # logged with its traceback, not a 503 telling the client to send it again.
+    engine = create_sync_engine(f"sqlite:///{tmp_path / 'closed.sqlite'}")
+    with engine.connect() as connection:
+        connection.connection.dbapi_connection.close()  # type: ignore[union-attr]
+        with pytest.raises(DBAPIError) as raised:
+            connection.execute(text("SELECT 1"))
+    engine.dispose()
+    assert raised.value.connection_invalidated
+    assert not is_connection_lost(raised.value)
 
 
 async def test_a_batch_whose_commit_breaks_is_not_sent_again(postgres: AsyncEngine) -> None:

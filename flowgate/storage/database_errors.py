@@ -26,8 +26,12 @@ def is_database_locked(error: BaseException | None) -> bool:
 
 
 def is_connection_lost(error: BaseException | None) -> bool:
-    """Whether ``error``, or an error it was raised from, is a database connection that
-    broke while in use (the server restarted or ended the session, a proxy dropped it)."""
+    """Whether ``error``, or an error it was raised from, is a database server connection
+    that broke while in use (the server restarted or ended the session, a proxy dropped
+    it). SQLite has no server: a closed SQLite connection in use is a bug, not this."""
     return any(
-        isinstance(link, DBAPIError) and link.connection_invalidated for link in _chain(error)
+        isinstance(link, DBAPIError)
+        and link.connection_invalidated
+        and not isinstance(link.orig, sqlite3.Error)
+        for link in _chain(error)
     )

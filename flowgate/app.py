@@ -62,7 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            await runtime.close()
+            await runtime.close(give_up=lambda: bool(app.state.stop_at_once()))
 
     app = FastAPI(
         title="flowgate",
@@ -71,6 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
         "(Google Flow API v1 compatible).",
         lifespan=lifespan,
     )
+    # Whether the server was told to stop at once (a second Ctrl-C); its runner sets it.
+    app.state.stop_at_once = lambda: False
     install_error_handlers(app)
     # Routes are matched in order: the busiest first (no two routers' paths overlap).
     # Each router is included at the top level: FastAPI >= 0.137 matches nested

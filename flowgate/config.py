@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         description="How long a write waits while another program holds the SQLite file's "
         "write lock; then the request fails with 503",
     )
+    stop_grace_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a stop waits for jobs still running in the background "
+        "(task API, async local upscales); what is left fails at the next start",
+    )
     sandbox: bool = Field(default=True, description="Mount the sandbox upstream at /sandbox/gemini")
     webhook_allow_private: bool = False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ from flowgate.providers.base import Provider
 from flowgate.providers.http_pool import HttpPool, new_upstream_client
 from flowgate.providers.registry import build_provider
 from flowgate.services.accounts import AccountService
+from flowgate.services.background_jobs import BackgroundJobs
 from flowgate.services.characters import CharacterService
 from flowgate.services.credentials import SecretBox
 from flowgate.services.credits import CreditService
@@ -54,6 +56,7 @@ class Runtime:
     users: UserService
     openai: OpenAIImageService
     task_api: TaskService
+    background: BackgroundJobs
     credits: CreditService
     accounts: AccountService
     media: MediaService
@@ -70,8 +73,19 @@ class Runtime:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def close(self) -> None:
-        """Stop background work and release connections."""
+    async def close(self, *, give_up: Callable[[], bool] = lambda: False) -> None:
+        """Finish the jobs still running in the background (unless ``give_up()``: told to
+        stop at once), stop the periodic work and release connections."""
+        # First, while heartbeats (so no other instance takes the jobs over) and webhook
+        # deliveries still run: what the upstream already made is kept.
+        cut = await self.background.drain(self.settings.stop_grace_seconds, give_up=give_up)
+        if cut:
+            log.warning(
+                "stopping: %d background jobs still running were cut; they fail at the next "
+                "start (FLOWGATE_STOP_GRACE_SECONDS is %g)",
+                cut,
+                self.settings.stop_grace_seconds,
+            )
         self.stop.set()
         for task in self.tasks:
             task.cancel()
@@ -160,6 +174,7 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
         poll_seconds=settings.video_poll_seconds,
         max_job_seconds=settings.video_max_job_seconds,
     )
+    background = BackgroundJobs()
     videos = VideoService(
         sessions,
         accounts=accounts,
@@ -168,6 +183,7 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
         media=media,
         poller=poller,
         credits=credits,
+        background=background,
         timings=VideoTimings(
             poll_seconds=settings.video_poll_seconds,
             sync_timeout_seconds=settings.video_sync_timeout_seconds,
@@ -212,8 +228,10 @@ async def open_runtime(settings: Settings, *, migrate_schema: bool = True) -> Ru
             jobs=jobs,
             media=media,
             credits=credits,
+            background=background,
             allow_private_webhooks=settings.webhook_allow_private,
         ),
+        background=background,
         accounts=accounts,
         media=media,
         picker=picker,

@@ -36,6 +36,7 @@ def serve_app(settings: Settings, sock: socket.socket | None = None) -> bool:
     # After uvicorn.Config, which configures uvicorn's loggers.
     logging.getLogger("uvicorn.error").addFilter(LoggedErrorFilter())
     server = uvicorn.Server(config)
+    application.state.stop_at_once = lambda: server.force_exit
     try:
         server.run(sockets=[sock] if sock is not None else None)
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ The upstream is a standalone sandbox, so it outlives the gateway like Google doe
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import uuid
@@ -289,3 +290,90 @@ def test_kill_9_with_webhook_deliveries_pending(
     events = _final_events(receiver)
     for job_id in job_ids:
         assert events[job_id][0] == "created" and events[job_id][-1] == "completed", events
+
+
+def test_a_stop_finishes_background_jobs_first(
+    gateway_factory: Any, sandbox_url: str, receiver: Receiver
+) -> None:
+    """SIGTERM (a deploy, a restart) while task API jobs wait on the upstream: the stop
+    waits for them, so an image the upstream already made is kept and its callback sent;
+    one still running after FLOWGATE_STOP_GRACE_SECONDS is cut and fails at the next start."""
+    gw: Gateway = gateway_factory("sqlite", FLOWGATE_STOP_GRACE_SECONDS="6")
+    gw.start()
+    token, _ = _user(gw, sandbox_url)
+    ids: dict[str, str] = {}
+    with httpx.Client(base_url=gw.base_url, headers={"x-api-key": token}, timeout=30) as tasks:
+        for label, delay_ms in (("short", 2000), ("long", 60000)):
+            created = tasks.post(
+                "/api/v1/client/job/CreateTask",
+                json={
+                    "model": "google/nano-banana-v2",
+                    "callback_url": receiver.url,
+                    "input": {"prompt": f"[sandbox:delay={delay_ms}] {label}"},
+                },
+            )
+            assert created.status_code == 200, created.text
+            ids[label] = created.json()["data"]["task_id"]
+    with gw.client(token) as client:
+        _wait_executing(client, at_least=2)
+    stopping = time.monotonic()
+    gw.stop()  # SIGTERM; SIGKILL after 20 s
+    took = time.monotonic() - stopping
+    # It ended by itself (uvicorn ends by the signal it got), not killed after 20 s.
+    assert gw.proc is not None and gw.proc.returncode == -signal.SIGTERM, gw.output[-20:]
+    assert took >= 5, took  # it waited out the grace for the long one
+    # The short job's callback went out before the process ended.
+    assert "success" in _final_events(receiver).get(ids["short"], []), _final_events(receiver)
+    gw.start()
+    with gw.client(token) as client:
+        short = client.get(f"{FLOW}/jobs/{ids['short']}").json()
+        assert short["status"] == "completed", short
+        _check_files(short)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            long = client.get(f"{FLOW}/jobs/{ids['long']}").json()
+            if long["status"] in FINAL:
+                break
+            time.sleep(0.2)
+    assert long["status"] == "failed" and long["error"], long
+    assert any("were cut; they fail at the next start" in line for line in gw.output)
+
+
+def test_a_second_ctrl_c_stops_without_waiting_for_background_jobs(
+    gateway_factory: Any, sandbox_url: str
+) -> None:
+    gw: Gateway = gateway_factory("sqlite")  # the default grace: 60 s
+    gw.start()
+    token, _ = _user(gw, sandbox_url)
+    with httpx.Client(base_url=gw.base_url, headers={"x-api-key": token}, timeout=30) as tasks:
+        created = tasks.post(
+            "/api/v1/client/job/CreateTask",
+            json={
+                "model": "google/nano-banana-v2",
+                "input": {"prompt": "[sandbox:delay=60000] outlasts the patience"},
+            },
+        )
+        assert created.status_code == 200, created.text
+        task_id = created.json()["data"]["task_id"]
+    with gw.client(token) as client:
+        _wait_executing(client, at_least=1)
+    assert gw.proc is not None
+    gw.proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 10
+    while not any("for 1 background jobs" in line for line in gw.output):
+        assert time.monotonic() < deadline, gw.output[-20:]
+        time.sleep(0.05)
+    stopping = time.monotonic()
+    gw.proc.send_signal(signal.SIGINT)
+    gw.proc.wait(timeout=20)
+    assert time.monotonic() - stopping < 5  # not the 60 s grace
+    assert any("were cut; they fail at the next start" in line for line in gw.output)
+    gw.start()
+    with gw.client(token) as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            record = client.get(f"{FLOW}/jobs/{task_id}").json()
+            if record["status"] in FINAL:
+                break
+            time.sleep(0.2)
+    assert record["status"] == "failed" and record["error"], record

@@ -7,7 +7,6 @@ through the webhook outbox when it ends.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from flowgate.domain.errors import FlowgateError, InvalidRequest, NotFound
 from flowgate.domain.ids import is_internal_media_id, media_generation_id, parse_job_id
 from flowgate.domain.image_request import parse_image_request
 from flowgate.services import webhooks
+from flowgate.services.background_jobs import BackgroundJobs
 from flowgate.services.credits import CreditService
 from flowgate.services.images import ImageService
 from flowgate.services.jobs import JobService, iso
@@ -53,15 +53,16 @@ class TaskService:
         jobs: JobService,
         media: MediaService,
         credits: CreditService,
+        background: BackgroundJobs,
         allow_private_webhooks: bool,
     ) -> None:
         self._sessions = sessions
+        self._background = background
         self._images = images
         self._jobs = jobs
         self._media = media
         self._credits = credits
         self._allow_private = allow_private_webhooks
-        self._running: set[asyncio.Task[Any]] = set()
         jobs.add_payload_renderer(FRONT, self.task_info)
 
     async def create(self, caller: Caller, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,9 +78,7 @@ class TaskService:
             reply_url=callback,
             internal={"front": FRONT, "taskModel": model_name},
         )
-        task = asyncio.create_task(self._run(caller, fields, job))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._background.start(self._run(caller, fields, job), job_id=job.id)
         return {"task_id": job.id}
 
     async def _run(self, caller: Caller, fields: dict[str, Any], job: Job) -> None:

@@ -62,6 +62,7 @@ from flowgate.media import video as ffmpeg
 from flowgate.providers.base import InlineImage, VideoStartRequest
 from flowgate.services import webhooks
 from flowgate.services.accounts import AccountService
+from flowgate.services.background_jobs import BackgroundJobs
 from flowgate.services.credits import CreditService
 from flowgate.services.jobs import JobService, UpstreamAttempt, iso
 from flowgate.services.media import MediaService
@@ -104,9 +105,11 @@ class VideoService:
         poller: VideoPoller,
         timings: VideoTimings,
         credits: CreditService,
+        background: BackgroundJobs,
         allow_private_webhooks: bool,
     ) -> None:
         self._credits = credits
+        self._background = background
         self._sessions = sessions
         self._accounts = accounts
         self._picker = picker
@@ -510,8 +513,7 @@ class VideoService:
             return response
 
         if spec.async_mode:
-            task = asyncio.create_task(work())
-            task.add_done_callback(_log_task_failure)
+            self._background.start(work(), job_id=job.id)
             return 201, self._jobs.render(job)
         response = await work()
         return 200, {"jobId": job.id, **self._media.refresh_links(response)}
@@ -677,11 +679,6 @@ class _FailedJob(FlowgateError):
             "code": self.record.get("code"),
             "response": self.record.get("response"),
         }
-
-
-def _log_task_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("background video task failed: %s", task.exception())
 
 
 # ---------------------------------------------------------------------------- the poller

@@ -22,7 +22,11 @@ from flowgate.services.credits import CreditService
 from flowgate.services.jobs import JobService
 from flowgate.services.users import Caller
 from flowgate.storage import write_queue as write_queue_module
-from flowgate.storage.database_errors import is_connection_lost, is_database_locked
+from flowgate.storage.database_errors import (
+    is_connection_lost,
+    is_database_locked,
+    was_refused_unsent,
+)
 from flowgate.storage.db import create_engine, session_factory, write_queue
 from flowgate.storage.migrate import migrate
 from flowgate.storage.models import Job, User
@@ -247,6 +251,26 @@ def test_a_closed_sqlite_connection_in_use_is_a_bug_not_a_lost_connection(
     engine.dispose()
     assert raised.value.connection_invalidated
     assert not is_connection_lost(raised.value)
+
+
+async def test_a_command_refused_on_a_closed_connection_was_never_sent(
+    postgres: AsyncEngine,
+) -> None:
+    # What tells a COMMIT asyncpg refused (nothing reached the server: safe to send the
+    # batch again) from one that broke once sent (the server may have applied it).
+    import asyncpg
+
+    url = postgres.url.set(drivername="postgresql")
+    closed = await asyncpg.connect(url.render_as_string(hide_password=False))
+    await closed.close()
+    with pytest.raises(asyncpg.InterfaceError) as refused:
+        await closed.execute("COMMIT")
+    ended = await asyncpg.connect(url.render_as_string(hide_password=False))
+    with pytest.raises(asyncpg.PostgresError) as broke:
+        await ended.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    await ended.close()
+    assert was_refused_unsent(refused.value)
+    assert not was_refused_unsent(broke.value)
 
 
 async def test_a_batch_whose_commit_breaks_is_not_sent_again(postgres: AsyncEngine) -> None:

@@ -35,3 +35,18 @@ def is_connection_lost(error: BaseException | None) -> bool:
         and not isinstance(link.orig, sqlite3.Error)
         for link in _chain(error)
     )
+
+
+def was_refused_unsent(error: BaseException | None) -> bool:
+    """Whether the driver refused the command that raised ``error`` before sending any of
+    it: asyncpg on a connection already closed, or whose protocol the server's goodbye
+    had already broken ("cannot switch to state …; another operation is in progress")."""
+    try:
+        from asyncpg.exceptions import InterfaceError, InternalClientError
+    except ImportError:  # no PostgreSQL driver: nothing of it to recognise
+        return False
+    return any(
+        isinstance(link, InternalClientError)
+        or (isinstance(link, InterfaceError) and "connection is closed" in str(link))
+        for link in _chain(error)
+    )

@@ -53,7 +53,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import StaticPool
 
-from flowgate.storage.database_errors import is_connection_lost, is_database_locked
+from flowgate.storage.database_errors import (
+    is_connection_lost,
+    is_database_locked,
+    was_refused_unsent,
+)
 
 log = logging.getLogger("flowgate.writes")
 
@@ -143,9 +147,10 @@ def _apply(connection: Connection, writes: list[Write]) -> list[tuple[bool, Any]
             return _run_grouped(connection, writes)
     except Exception as batch_error:
         if is_connection_lost(batch_error):
-            # A statement failed: the COMMIT was never sent. A failed COMMIT (no statement
-            # on the error) may still have been applied by the server.
-            sent = isinstance(batch_error, DBAPIError) and batch_error.statement is None
+            # A statement failed (no COMMIT was sent), or the COMMIT was refused unsent:
+            # nothing is stored. A COMMIT that failed once sent may have been applied.
+            at_commit = isinstance(batch_error, DBAPIError) and batch_error.statement is None
+            sent = at_commit and not was_refused_unsent(batch_error)
             raise _ConnectionLost(batch_error, before_commit=not sent) from batch_error
         # Alone, each write would wait out the same lock again: all fail together.
         if len(writes) == 1 or is_database_locked(batch_error):

@@ -19,12 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowgate.domain.ids import JobKind, new_job_id
 from flowgate.services.credits import CreditService
-from flowgate.services.jobs import JobService
+from flowgate.services.jobs import JobService, UpstreamAttempt
 from flowgate.services.users import Caller
 from flowgate.storage import write_queue as write_queue_module
 from flowgate.storage.database_errors import (
     is_connection_lost,
     is_database_locked,
+    read_again_if_connection_lost,
     was_refused_unsent,
 )
 from flowgate.storage.db import create_engine, session_factory, write_queue
@@ -273,6 +274,16 @@ async def test_a_command_refused_on_a_closed_connection_was_never_sent(
     assert not was_refused_unsent(broke.value)
 
 
+def end_own_session_at_commit(engine: AsyncEngine) -> Callable[[Connection], None]:
+    """A ``commit`` event hook: the server ends the session just before the COMMIT."""
+
+    def hook(connection: Connection) -> None:
+        pid = connection.connection.driver_connection.get_server_pid()  # type: ignore[union-attr]
+        psql(f"SELECT pg_terminate_backend({pid}, 5000)", database=engine.url.database or "")
+
+    return hook
+
+
 async def test_a_batch_whose_commit_breaks_is_not_sent_again(postgres: AsyncEngine) -> None:
     # The server may have applied a COMMIT whose answer was lost: sent again, the batch
     # could apply twice (a refund given back twice). Its callers get the error instead.
@@ -282,11 +293,7 @@ async def test_a_batch_whose_commit_breaks_is_not_sent_again(postgres: AsyncEngi
     def count(_connection: Connection) -> None:
         calls.append(1)
 
-    def end_session_at_commit(connection: Connection) -> None:
-        pid = connection.connection.driver_connection.get_server_pid()  # type: ignore[union-attr]
-        psql(f"SELECT pg_terminate_backend({pid}, 5000)", database=postgres.url.database or "")
-
-    event.listen(postgres.sync_engine, "commit", end_session_at_commit, once=True)
+    event.listen(postgres.sync_engine, "commit", end_own_session_at_commit(postgres), once=True)
     try:
         outcomes = await asyncio.gather(
             queue.run(together(insert_row(new_job("one")), count)),
@@ -649,3 +656,59 @@ async def test_writes_meeting_a_lock_held_elsewhere_fail_together(tmp_path: Path
         assert set(await job_rows(engine)) == {"after"}
     finally:
         await engine.dispose()
+
+
+async def test_a_job_ending_whose_commit_breaks_is_looked_up_then_sent_again(
+    postgres: AsyncEngine,
+) -> None:
+    """The connection breaks once the ending's COMMIT is sent: the queue cannot know
+    whether the server stored it. The job service looks: not stored, so it sends the
+    ending again; the job completes instead of failing with its result lost."""
+    sessions = session_factory(postgres)
+    queue = write_queue(postgres, sessions)
+    jobs = JobService(
+        sessions,
+        queue,
+        retention=timedelta(days=1),
+        refresh_urls=lambda response: response,
+        on_enqueue=lambda: None,
+    )
+    owner = Caller(user_id=1, name="owner", webhook_secret="s")
+    try:
+        job = await jobs.create(
+            owner, kind="image", request={}, account_email=None, model=None, reply_url=None
+        )
+        # Two statements (the event and the ending): a transaction with a COMMIT.
+        event.listen(postgres.sync_engine, "commit", end_own_session_at_commit(postgres), once=True)
+        await jobs.complete(
+            job,
+            {"media": ["kept"]},
+            with_writes=[jobs.event_write(UpstreamAttempt.of_job(job, "a@example.com", 200, 5))],
+        )
+    finally:
+        await queue.close()
+    assert await job_rows(postgres) == {job.id: "completed"}
+
+
+async def test_a_read_whose_connection_breaks_is_read_again(postgres: AsyncEngine) -> None:
+    sessions = session_factory(postgres)
+    calls: list[int] = []
+
+    async def read() -> str | None:
+        calls.append(1)
+        async with sessions() as session:
+            if len(calls) == 1:  # the server ends the session during the first read
+                await session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            return await session.scalar(select(User.name))
+
+    async def wrong() -> None:
+        calls.append(1)
+        async with sessions() as session:
+            await session.execute(text("SELECT no_such_column FROM users"))
+
+    assert await read_again_if_connection_lost(read) == "owner"
+    assert len(calls) == 2
+    calls.clear()
+    with pytest.raises(DBAPIError):  # not a lost connection: raised, not read again
+        await read_again_if_connection_lost(wrong)
+    assert len(calls) == 1

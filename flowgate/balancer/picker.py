@@ -40,6 +40,7 @@ from flowgate.domain.quarantine import (
 from flowgate.storage import accounts as account_rows
 from flowgate.storage import quarantine as quarantine_rows
 from flowgate.storage import stats as stat_rows
+from flowgate.storage.database_errors import read_again_if_connection_lost
 from flowgate.storage.models import Account, QuarantineEntry
 
 log = logging.getLogger("flowgate.balancer")
@@ -137,11 +138,22 @@ class AccountPicker:
     async def _refresh(self, user_id: int, now: float) -> _Snapshot:
         generation = self._generation.get(user_id, 0)
         moment = self.clock()
-        async with self._sessions() as session:
-            accounts = await account_rows.accounts_of(session, user_id)
-            counts = await stat_rows.event_counts(session, user_id, moment - WINDOW)
-            executing = await stat_rows.executing_counts(session, user_id)
-            entries = await quarantine_rows.active_entries(session, user_id, moment)
+
+        async def read() -> tuple[
+            list[Account],
+            dict[tuple[str, str], stat_rows.EventCounts],
+            dict[tuple[str, str], int],
+            list[QuarantineEntry],
+        ]:
+            async with self._sessions() as session:
+                return (
+                    await account_rows.accounts_of(session, user_id),
+                    await stat_rows.event_counts(session, user_id, moment - WINDOW),
+                    await stat_rows.executing_counts(session, user_id),
+                    await quarantine_rows.active_entries(session, user_id, moment),
+                )
+
+        accounts, counts, executing, entries = await read_again_if_connection_lost(read)
         snap = _Snapshot(
             now,
             accounts,

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowgate.domain.errors import InvalidRequest, NotFound, SubscriptionRequired
+from flowgate.storage.database_errors import read_again_if_connection_lost
 from flowgate.storage.models import User
 from flowgate.storage.write_queue import Write, WriteQueue
 
@@ -149,8 +150,12 @@ class CreditService:
 
     async def balance(self, user_id: int) -> int | None:
         """The balance, ``None`` when unlimited."""
-        async with self._sessions() as session:
-            value = await session.scalar(select(User.credits).where(User.id == user_id))
+
+        async def read() -> int | None:
+            async with self._sessions() as session:
+                return await session.scalar(select(User.credits).where(User.id == user_id))
+
+        value = await read_again_if_connection_lost(read)
         return None if value is None else int(value)
 
     async def change(self, name: str, change: str) -> int | None:

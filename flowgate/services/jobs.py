@@ -20,6 +20,7 @@ from flowgate.services import webhooks
 from flowgate.services.credits import CreditService
 from flowgate.services.users import Caller
 from flowgate.storage import listings
+from flowgate.storage.database_errors import is_connection_lost
 from flowgate.storage.models import Job, JobEvent, Media, WebhookDelivery
 from flowgate.storage.write_queue import Write, WriteQueue
 from flowgate.storage.writes import insert_row, insert_values, together, update_job
@@ -379,7 +380,43 @@ class JobService:
             updated_at=job.updated_at,
             finished_at=job.finished_at,
         )
-        await self._commit(job, *writes, settle, finish, self._webhook(job, event))
+        ending = (*writes, settle, finish, self._webhook(job, event))
+        try:
+            await self._commit(job, *ending)
+        except Exception as error:
+            # The connection broke at the COMMIT: the server may have stored the ending
+            # or not. Look, rather than fail a job whose result was paid for upstream
+            # (or end it a second time: a refund given back twice).
+            if not is_connection_lost(error):
+                raise
+            stored = await self._stored_ending(job)
+            job_id = {"job_id": job.id}
+            if stored is None:
+                raise
+            if not stored:
+                log.warning("job ending lost with its connection; sent again", extra=job_id)
+                await self._commit(job, *ending)
+            else:
+                self._notify(job)
+
+    async def _stored_ending(self, job: Job) -> bool | None:
+        """Whether ``job``'s ending (status and ``updated_at`` as set here) is stored;
+        ``None`` when the database cannot say (another writer got there first, or it
+        cannot be read)."""
+        try:
+            async with self._sessions() as session:
+                row = (
+                    await session.execute(
+                        select(Job.status, Job.updated_at).where(Job.id == job.id)
+                    )
+                ).first()
+        except Exception:
+            return None
+        if row is None:
+            return None
+        if row.status == job.status and row.updated_at == job.updated_at:
+            return True
+        return False if row.status in ("created", "started") else None
 
     def _notify(self, job: Job) -> None:
         if job.reply_url:

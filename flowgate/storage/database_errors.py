@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger("flowgate.storage")
+T = TypeVar("T")
 
 
 def _chain(error: BaseException | None) -> Iterator[BaseException]:
@@ -50,3 +55,18 @@ def was_refused_unsent(error: BaseException | None) -> bool:
         or (isinstance(link, InterfaceError) and "connection is closed" in str(link))
         for link in _chain(error)
     )
+
+
+async def read_again_if_connection_lost(read: Callable[[], Awaitable[T]]) -> T:
+    """``read()``; once more (on a new connection) if its connection broke in use.
+
+    For the reads every generation request waits on: a read changes nothing, so a
+    server that ended its sessions (a restart) costs those requests nothing.
+    """
+    try:
+        return await read()
+    except Exception as error:
+        if not is_connection_lost(error):
+            raise
+        log.warning("database connection broke during a read; read again: %s", error)
+    return await read()

@@ -20,8 +20,10 @@ PostgreSQL: the batch runs on a pooled asyncpg connection via ``run_sync``; a ba
 one statement runs in autocommit (one round trip, not three). The connection is kept
 between batches; one the server has closed (a restart, an idle timeout, a proxy) is
 replaced before a batch is sent on it. A batch whose connection breaks before its
-COMMIT is sent again, once, on a new connection; one that breaks at its COMMIT (or a
-lone statement in autocommit) is not: the server may have applied it.
+COMMIT (or whose COMMIT the driver refused unsent) is sent again, once, on a new
+connection; one that breaks once its COMMIT is sent (or a lone statement in
+autocommit) is not: the server may have applied it, so its callers get the error
+(a job's ending is then looked up: :meth:`JobService._finish`).
 
 A write that is a plain :class:`Statement` (or :class:`Steps` of them) is grouped with
 the batch's other rows for the same statement and sent as one ``executemany``: 500

@@ -685,6 +685,8 @@ async def test_a_job_ending_whose_commit_breaks_is_looked_up_then_sent_again(
             {"media": ["kept"]},
             with_writes=[jobs.event_write(UpstreamAttempt.of_job(job, "a@example.com", 200, 5))],
         )
+        # Had the first COMMIT been applied, the lookup would have said so.
+        assert await jobs._stored_ending(job) is True
     finally:
         await queue.close()
     assert await job_rows(postgres) == {job.id: "completed"}

@@ -390,14 +390,13 @@ class JobService:
             if not is_connection_lost(error):
                 raise
             stored = await self._stored_ending(job)
-            job_id = {"job_id": job.id}
             if stored is None:
                 raise
-            if not stored:
-                log.warning("job ending lost with its connection; sent again", extra=job_id)
-                await self._commit(job, *ending)
-            else:
+            if stored:
                 self._notify(job)
+                return
+            log.warning("job ending lost with its connection; sent again", extra={"job_id": job.id})
+            await self._commit(job, *ending)
 
     async def _stored_ending(self, job: Job) -> bool | None:
         """Whether ``job``'s ending (status and ``updated_at`` as set here) is stored;

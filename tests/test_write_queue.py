@@ -714,3 +714,34 @@ async def test_a_read_whose_connection_breaks_is_read_again(postgres: AsyncEngin
     with pytest.raises(DBAPIError):  # not a lost connection: raised, not read again
         await read_again_if_connection_lost(wrong)
     assert len(calls) == 1
+
+
+async def test_a_new_job_whose_commit_breaks_is_looked_up_then_sent_again(
+    postgres: AsyncEngine,
+) -> None:
+    sessions = session_factory(postgres)
+    queue = write_queue(postgres, sessions)
+    jobs = JobService(
+        sessions,
+        queue,
+        retention=timedelta(days=1),
+        refresh_urls=lambda response: response,
+        on_enqueue=lambda: None,
+    )
+    owner = Caller(user_id=1, name="owner", webhook_secret="s")
+    # A reply URL adds the webhook row: two statements, a transaction with a COMMIT.
+    event.listen(postgres.sync_engine, "commit", end_own_session_at_commit(postgres), once=True)
+    try:
+        job = await jobs.create(
+            owner,
+            kind="image",
+            request={},
+            account_email=None,
+            model=None,
+            reply_url="http://127.0.0.1:9/hook",
+            start=True,
+        )
+        assert await jobs._new_job_stored(job) is True
+    finally:
+        await queue.close()
+    assert await job_rows(postgres) == {job.id: "started"}

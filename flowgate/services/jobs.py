@@ -249,9 +249,30 @@ class JobService:
                     log.warning("job id %s was already taken; drawing another", job.id)
                     attempt += 1
                     continue
+                # The connection broke once the COMMIT was sent: look whether it is stored.
+                if is_connection_lost(error) and attempt < JOB_ID_ATTEMPTS:
+                    stored = await self._new_job_stored(job)
+                    if stored:
+                        self._notify(job)
+                        return job
+                    if stored is False:
+                        log.warning("new job lost with its connection; sent again")
+                        attempt += 1
+                        continue
                 await self._give_back_reservation(caller, internal)
                 raise
             return job
+
+    async def _new_job_stored(self, job: Job) -> bool | None:
+        """Whether ``job``'s row is stored (``None``: the database cannot say)."""
+        try:
+            async with self._sessions() as session:
+                created = await session.scalar(select(Job.created_at).where(Job.id == job.id))
+        except Exception:
+            return None
+        if created is None:
+            return False
+        return True if created == job.created_at else None
 
     async def _id_taken(self, job_id: str) -> bool:
         try:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowgate.domain.errors import InvalidRequest, NotFound, SubscriptionRequired, Unauthorized
 from flowgate.storage import users as user_rows
+from flowgate.storage.database_errors import read_again_if_connection_lost
 from flowgate.storage.models import ApiToken, User
 
 TOKEN_PREFIX = "fg_"
@@ -145,8 +146,11 @@ class UserService:
         return caller
 
     async def _lookup(self, digest: str) -> tuple[Caller | None, bool]:
-        async with self._sessions() as session:
-            found = await user_rows.token_with_user(session, digest)
+        async def read() -> tuple[ApiToken, User] | None:
+            async with self._sessions() as session:
+                return await user_rows.token_with_user(session, digest)
+
+        found = await read_again_if_connection_lost(read)
         if found is None:
             return None, False
         token, user = found

@@ -78,6 +78,16 @@ def _wait_executing(client: httpx.Client, at_least: int, timeout: float = 30) ->
     raise AssertionError(f"fewer than {at_least} jobs started in {timeout} s")
 
 
+def _final_record(client: httpx.Client, job_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The job's record once it is completed or failed (the last one seen on timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record: dict[str, Any] = client.get(f"{FLOW}/jobs/{job_id}").json()
+        if record["status"] in FINAL or time.monotonic() > deadline:
+            return record
+        time.sleep(0.2)
+
+
 def _final_events(rec: Receiver) -> dict[str, list[str]]:
     """Job id → the statuses its accepted webhooks carried, in arrival order."""
     events: dict[str, list[str]] = {}
@@ -329,12 +339,7 @@ def test_a_stop_finishes_background_jobs_first(
         short = client.get(f"{FLOW}/jobs/{ids['short']}").json()
         assert short["status"] == "completed", short
         _check_files(short)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            long = client.get(f"{FLOW}/jobs/{ids['long']}").json()
-            if long["status"] in FINAL:
-                break
-            time.sleep(0.2)
+        long = _final_record(client, ids["long"])
     assert long["status"] == "failed" and long["error"], long
     assert any("were cut; they fail at the next start" in line for line in gw.output)
 
@@ -370,10 +375,5 @@ def test_a_second_ctrl_c_stops_without_waiting_for_background_jobs(
     assert any("were cut; they fail at the next start" in line for line in gw.output)
     gw.start()
     with gw.client(token) as client:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            record = client.get(f"{FLOW}/jobs/{task_id}").json()
-            if record["status"] in FINAL:
-                break
-            time.sleep(0.2)
+        record = _final_record(client, task_id)
     assert record["status"] == "failed" and record["error"], record

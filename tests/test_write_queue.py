@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Connection, Engine, event, func, select, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from flowgate.domain.ids import JobKind, new_job_id
 from flowgate.services.credits import CreditService
@@ -658,6 +658,16 @@ async def test_writes_meeting_a_lock_held_elsewhere_fail_together(tmp_path: Path
         await engine.dispose()
 
 
+def job_service(sessions: async_sessionmaker[AsyncSession], queue: WriteQueue) -> JobService:
+    return JobService(
+        sessions,
+        queue,
+        retention=timedelta(days=1),
+        refresh_urls=lambda response: response,
+        on_enqueue=lambda: None,
+    )
+
+
 async def test_a_job_ending_whose_commit_breaks_is_looked_up_then_sent_again(
     postgres: AsyncEngine,
 ) -> None:
@@ -666,13 +676,7 @@ async def test_a_job_ending_whose_commit_breaks_is_looked_up_then_sent_again(
     ending again; the job completes instead of failing with its result lost."""
     sessions = session_factory(postgres)
     queue = write_queue(postgres, sessions)
-    jobs = JobService(
-        sessions,
-        queue,
-        retention=timedelta(days=1),
-        refresh_urls=lambda response: response,
-        on_enqueue=lambda: None,
-    )
+    jobs = job_service(sessions, queue)
     owner = Caller(user_id=1, name="owner", webhook_secret="s")
     try:
         job = await jobs.create(
@@ -721,13 +725,7 @@ async def test_a_new_job_whose_commit_breaks_is_looked_up_then_sent_again(
 ) -> None:
     sessions = session_factory(postgres)
     queue = write_queue(postgres, sessions)
-    jobs = JobService(
-        sessions,
-        queue,
-        retention=timedelta(days=1),
-        refresh_urls=lambda response: response,
-        on_enqueue=lambda: None,
-    )
+    jobs = job_service(sessions, queue)
     owner = Caller(user_id=1, name="owner", webhook_secret="s")
     # A reply URL adds the webhook row: two statements, a transaction with a COMMIT.
     event.listen(postgres.sync_engine, "commit", end_own_session_at_commit(postgres), once=True)

@@ -234,11 +234,18 @@ class JobInterrupted(FlowgateError):
     status = 500
 
 
-class DatabaseUnavailable(FlowgateError):
-    """503: flowgate could not open a connection to its own database."""
+class DatabaseTrouble(FlowgateError):
+    """503 with ``Retry-After``: flowgate's own database could not do its part now."""
 
     status = 503
     RETRY_AFTER_SECONDS = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
+
+
+class DatabaseUnavailable(DatabaseTrouble):
+    """flowgate could not open a connection to its own database."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -246,16 +253,10 @@ class DatabaseUnavailable(FlowgateError):
             f"send the request again in {self.RETRY_AFTER_SECONDS} seconds"
         )
 
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
 
-
-class DatabaseConnectionLost(FlowgateError):
-    """503: flowgate's connection to its database broke while it answered (the server
+class DatabaseConnectionLost(DatabaseTrouble):
+    """flowgate's connection to its database broke while it answered (the server
     restarted, ended the session, or a proxy dropped it)."""
-
-    status = 503
-    RETRY_AFTER_SECONDS = 5
 
     def __init__(self) -> None:
         super().__init__(
@@ -263,16 +264,10 @@ class DatabaseConnectionLost(FlowgateError):
             f"request was not completed: send it again in {self.RETRY_AFTER_SECONDS} seconds"
         )
 
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
 
-
-class DatabaseLocked(FlowgateError):
-    """503: another program held the SQLite file's write lock for longer than flowgate
+class DatabaseLocked(DatabaseTrouble):
+    """Another program held the SQLite file's write lock for longer than flowgate
     waits (``FLOWGATE_SQLITE_BUSY_SECONDS``)."""
-
-    status = 503
-    RETRY_AFTER_SECONDS = 5
 
     def __init__(self) -> None:
         super().__init__(
@@ -280,9 +275,6 @@ class DatabaseLocked(FlowgateError):
             "program write at a time) for longer than flowgate waits, so this request was "
             "not completed: end that program's write transaction, then send the request again"
         )
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.RETRY_AFTER_SECONDS)}
 
 
 class UpstreamUnreachable(FlowgateError):

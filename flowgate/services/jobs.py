@@ -239,8 +239,9 @@ class JobService:
                 await self._commit(job, webhook, insert_row(job))
             except Exception as error:
                 # An id is the millisecond and 6 random digits: two jobs of one account
-                # made in the same millisecond can draw the same one. Draw again. Any
-                # other error leaves no row with this id and is raised.
+                # made in the same millisecond can draw the same one. Draw again. Other
+                # errors are raised: they leave no row with this id, except a broken
+                # COMMIT whose outcome cannot be read (the next start fails that row).
                 if (
                     isinstance(error, IntegrityError)
                     and attempt < JOB_ID_ATTEMPTS

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -264,24 +264,30 @@ class JobService:
                 raise
             return job
 
+    async def _stored_row(self, job_id: str) -> Row[tuple[str, datetime, datetime]] | None:
+        """The stored status, ``created_at`` and ``updated_at`` of a job (``None``: no
+        such row); raises when the database cannot be read."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Job.status, Job.created_at, Job.updated_at).where(Job.id == job_id)
+            )
+            return rows.first()
+
     async def _new_job_stored(self, job: Job) -> bool | None:
         """Whether ``job``'s row is stored (``None``: the database cannot say)."""
         try:
-            async with self._sessions() as session:
-                created = await session.scalar(select(Job.created_at).where(Job.id == job.id))
+            row = await self._stored_row(job.id)
         except Exception:
             return None
-        if created is None:
+        if row is None:
             return False
-        return True if created == job.created_at else None
+        return True if row.created_at == job.created_at else None
 
     async def _id_taken(self, job_id: str) -> bool:
         try:
-            async with self._sessions() as session:
-                found = await session.scalar(select(Job.id).where(Job.id == job_id))
+            return await self._stored_row(job_id) is not None
         except Exception:  # the database fails reads too: the insert's error stands
             return False
-        return found is not None
 
     async def _give_back_reservation(self, caller: Caller, internal: dict[str, Any] | None) -> None:
         """The credits reserved for a job that could not be stored: no record holds
@@ -425,12 +431,7 @@ class JobService:
         ``None`` when the database cannot say (another writer got there first, or it
         cannot be read)."""
         try:
-            async with self._sessions() as session:
-                row = (
-                    await session.execute(
-                        select(Job.status, Job.updated_at).where(Job.id == job.id)
-                    )
-                ).first()
+            row = await self._stored_row(job.id)
         except Exception:
             return None
         if row is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -30,8 +31,14 @@ from flowgate.storage.database_errors import (
 )
 from flowgate.storage.db import create_engine, session_factory, write_queue
 from flowgate.storage.migrate import migrate
-from flowgate.storage.models import Job, User
-from flowgate.storage.write_queue import IDLE_RECHECK_SECONDS, QueueClosed, Write, WriteQueue
+from flowgate.storage.models import Job, JobEvent, Media, User
+from flowgate.storage.write_queue import (
+    IDLE_RECHECK_SECONDS,
+    QueueClosed,
+    Steps,
+    Write,
+    WriteQueue,
+)
 from flowgate.storage.writes import insert_row, insert_values, together, update_job
 from tests.gateway import BACKENDS, create_pg_database, drop_pg_database, psql
 
@@ -354,6 +361,136 @@ async def test_a_lone_statement_goes_without_begin_and_commit(
         await queue.close()
     assert seen == {"insert": [], "duplicate": [], "pair": ["BEGIN", "COMMIT"], "one step": []}
     assert await job_rows(postgres) == {"alone": "completed", "pair": "started"}
+
+
+def job_ending(job_id: str) -> Steps:
+    """What a sync image job's end writes: its image, its upstream attempt, its record."""
+    moment = datetime(2026, 12, 1, 7, 30, 15, 123456, tzinfo=UTC)
+    return together(
+        insert_values(
+            Media,
+            {
+                "id": f"media-{job_id}",
+                "user_id": 1,
+                "kind": "image",
+                "source": "generated",
+                "mime": "image/png",
+                "size": 3,
+                "sha256": "ab" * 32,
+                "job_id": job_id,
+                "extra": {"seed": 7, "prompt": "un chat été ✓ $1 ' \"", "n": None},
+                "created_at": moment,
+            },
+        ),
+        insert_values(
+            JobEvent,
+            {
+                "user_id": 1,
+                "account_email": "a@example.com",
+                "kind": "image",
+                "model": None,
+                "job_id": job_id,
+                "http_status": 200,
+                "response_ms": 12,
+                "finished_at": moment,
+            },
+        ),
+        update_job(
+            job_id,
+            status="completed",
+            response={"media": [{"id": f"media-{job_id}"}]},
+            error=None,
+            code=200,
+            internal={"reserved": 0},
+            updated_at=moment,
+            finished_at=moment,
+        ),
+    )
+
+
+async def stored_ending(engine: AsyncEngine, job_id: str) -> list[dict[str, Any]]:
+    """The rows a job's ending wrote, every column as PostgreSQL gives it as JSON (row ids
+    left out)."""
+    queries = {
+        "jobs": "SELECT * FROM jobs WHERE id = :id",
+        "media": "SELECT * FROM media WHERE job_id = :id",
+        "job_events": "SELECT * FROM job_events WHERE job_id = :id",
+    }
+    rows: list[dict[str, Any]] = []
+    async with engine.connect() as connection:
+        for table, sql in queries.items():
+            columns = f"SELECT to_jsonb(t) - 'id' - 'job_id' AS row FROM ({sql}) t"
+            found = (await connection.execute(text(columns), {"id": job_id})).scalars().all()
+            assert len(found) == 1, table
+            # The job's own id, wherever it appears (the image's id), as one placeholder.
+            rows.append({"table": table, **json.loads(json.dumps(found[0]).replace(job_id, "J"))})
+    return rows
+
+
+async def test_a_job_ending_goes_to_postgresql_as_one_statement(
+    postgres: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two INSERTs and the job's UPDATE: one statement in autocommit, one round trip,
+    storing exactly what the same writes store sent one by one in a transaction."""
+    monkeypatch.setattr(write_queue_module, "IDLE_RECHECK_SECONDS", 3600.0)
+    await postgres.dispose()
+    commands = transaction_commands(postgres)
+    queue = write_queue(postgres, session_factory(postgres))
+    try:
+        queued, plain = new_job("queued"), new_job("plain")
+        plain.created_at = plain.updated_at = queued.created_at
+        await queue.run(together(insert_row(queued), insert_row(plain)))
+        sent, listener = count_statements("")
+        try:
+            await queue.run(job_ending("queued"))
+        finally:
+            event.remove(Engine, "before_cursor_execute", listener)
+        await asyncio.sleep(0.05)  # asyncpg calls its query loggers soon, not at once
+    finally:
+        await queue.close()
+    assert len(sent) == 1 and sent[0].startswith("WITH w0 AS (INSERT INTO job_events")
+    assert "w1 AS (INSERT INTO media" in sent[0] and ") UPDATE jobs SET" in sent[0]
+    assert commands == []
+    async with postgres.begin() as connection:  # SQLAlchemy's own way, statement by statement
+        await connection.run_sync(job_ending("plain"))
+    assert await stored_ending(postgres, "queued") == await stored_ending(postgres, "plain")
+
+
+async def test_a_batch_updating_a_table_it_inserts_into_is_not_one_statement(
+    postgres: AsyncEngine,
+) -> None:
+    """In one statement the UPDATE would not see the row the INSERT beside it adds."""
+    queue = write_queue(postgres, session_factory(postgres))
+    try:
+        await queue.run(
+            together(insert_row(new_job("born")), update_job("born", status="completed"))
+        )
+    finally:
+        await queue.close()
+    assert await job_rows(postgres) == {"born": "completed"}
+
+
+async def test_a_one_statement_batch_that_fails_fails_only_the_write_at_fault(
+    postgres: AsyncEngine,
+) -> None:
+    queue = write_queue(postgres, session_factory(postgres))
+    try:
+        await queue.run(together(insert_row(new_job("first")), insert_row(new_job("second"))))
+        await queue.run(job_ending("first"))
+        sent, listener = count_statements("")
+        try:
+            results = await asyncio.gather(
+                queue.submit(job_ending("first").steps[0]),  # its image again: a duplicate
+                queue.submit(job_ending("second")),
+                return_exceptions=True,
+            )
+        finally:
+            event.remove(Engine, "before_cursor_execute", listener)
+    finally:
+        await queue.close()
+    assert isinstance(results[0], IntegrityError) and results[1] is None
+    assert sent[0].startswith("WITH w0 AS (INSERT INTO job_events")  # as one, then each
+    assert await job_rows(postgres) == {"first": "completed", "second": "completed"}
 
 
 async def test_writes_after_close_are_refused(database: AsyncEngine) -> None:

@@ -17,7 +17,9 @@ to a dedicated thread instead, whose connection waits for the lock (``busy_timeo
 and runs the writes one by one. WAL checkpoints (an fsync) run in that thread too, at
 most once per :data:`CHECKPOINT_SECONDS`, never on the loop.
 PostgreSQL: the batch runs on a pooled asyncpg connection via ``run_sync``; a batch of
-one statement runs in autocommit (one round trip, not three). The connection is kept
+one statement runs in autocommit (one round trip, not three), and so does a small batch
+of the fixed INSERTs and one UPDATE that end a job, sent as one statement
+(:class:`_OneStatement`: one round trip, not five). The connection is kept
 between batches; one the server has closed (a restart, an idle timeout, a proxy) is
 replaced before a batch is sent on it. A batch whose connection breaks before its
 COMMIT (or whose COMMIT the driver refused unsent) is sent again, once, on a new
@@ -43,17 +45,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Executable, event
+from sqlalchemy import Connection, Dialect, Engine, Executable, Insert, Update, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.expression import TableClause
 
 from flowgate.storage.database_errors import (
     is_connection_lost,
@@ -84,6 +88,9 @@ class Statement:
     statement: Executable
     params: Mapping[str, Any]
     order: int = 0
+    fixed: bool = False
+    """The statement object is built once and reused (as in ``storage/writes.py``), so
+    the queue may keep its compiled SQL (PostgreSQL: :class:`_OneStatement`)."""
 
     def __call__(self, connection: Connection) -> None:
         connection.execute(self.statement, self.params)
@@ -157,6 +164,11 @@ def _apply(connection: Connection, writes: list[Write]) -> list[tuple[bool, Any]
         # Alone, each write would wait out the same lock again: all fail together.
         if len(writes) == 1 or is_database_locked(batch_error):
             return [(False, batch_error)] * len(writes)
+    return _apply_each(connection, writes)
+
+
+def _apply_each(connection: Connection, writes: list[Write]) -> list[tuple[bool, Any]]:
+    """Each write in its own transaction: a failing one fails only its caller."""
     outcomes: list[tuple[bool, Any]] = []
     for write in writes:
         try:
@@ -196,6 +208,114 @@ def _apply_alone(connection: Connection, statement: Statement) -> list[tuple[boo
     finally:
         dbapi_connection.autocommit = False
     return [(True, None)]
+
+
+MAX_STEPS_IN_ONE_STATEMENT = 16
+MAX_COMPILED_FORMS = 256
+_NUMBERED_PARAMETER = re.compile(r"\$(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledStep:
+    """A fixed statement compiled once for one set of parameter keys: its SQL with
+    numbered parameters, and how to turn a row of parameters into their values."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    defaults: Mapping[str, Any]
+    table: str
+    is_update: bool
+
+    def values(self, params: Mapping[str, Any]) -> list[Any]:
+        """The parameter values in SQL order, converted as SQLAlchemy would send them."""
+        row = {**self.defaults, **params} if self.defaults else params
+        return [
+            row[name] if process is None else process(row[name])
+            for name, process in zip(self.names, self.processors, strict=True)
+        ]
+
+
+def _compile_step(
+    dialect: Dialect, statement: Executable, keys: tuple[str, ...]
+) -> _CompiledStep | None:
+    """``statement`` compiled for ``keys``; None when it cannot be sent this way (not a
+    plain INSERT or UPDATE, or a column default that must be computed per row)."""
+    if (
+        not isinstance(statement, (Insert, Update))
+        or not isinstance(statement.table, TableClause)
+        or dialect.paramstyle != "numeric_dollar"
+    ):
+        return None
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    names = tuple(compiled.positiontup or ())
+    prefetch = [*compiled.insert_prefetch, *compiled.update_prefetch]
+    if (
+        any(column.default is None or not column.default.is_scalar for column in prefetch)
+        or compiled.string.count("$") != len(names)  # every "$" a parameter: renumbering is safe
+        or not set(names) <= {*keys, *(column.key for column in prefetch)}
+    ):
+        return None
+    return _CompiledStep(
+        sql=compiled.string,
+        names=names,
+        processors=tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in names
+        ),
+        defaults={column.key: column.default.arg for column in prefetch},  # type: ignore[union-attr]
+        table=statement.table.name,
+        is_update=isinstance(statement, Update),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _OneStatement:
+    """A batch of fixed INSERTs and at most one UPDATE as one PostgreSQL statement: the
+    INSERTs as data-modifying ``WITH`` parts, the last part as the main statement.
+
+    Sent in autocommit it is atomic by itself: one round trip instead of BEGIN, one per
+    statement, and COMMIT (a job's ending: five). All parts see the same snapshot, so an
+    UPDATE would miss rows INSERTed beside it: a batch updating a table it also inserts
+    into is not sent this way, nor one with two UPDATEs (two changes of one row in one
+    statement: only one would hold).
+    """
+
+    sql: str
+    values: tuple[Any, ...]
+
+
+def _renumbered(sql: str, offset: int) -> str:
+    """``sql`` with its parameters ``$1``… moved up by ``offset``."""
+    return _NUMBERED_PARAMETER.sub(lambda match: f"${int(match.group(1)) + offset}", sql)
+
+
+def _flat_steps(writes: list[Write]) -> list[Write]:
+    return [
+        step for write in writes for step in (write.steps if isinstance(write, Steps) else (write,))
+    ]
+
+
+def _apply_one_statement(
+    connection: Connection, one: _OneStatement, writes: list[Write]
+) -> list[tuple[bool, Any]]:
+    """Send ``one`` in autocommit; if it fails (so nothing of it was applied), each write
+    again in its own transaction, so only the writes at fault fail."""
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    dbapi_connection.autocommit = True  # as in _apply_alone
+    try:
+        with connection.begin():  # SQLAlchemy's bookkeeping only: nothing is sent
+            connection.exec_driver_sql(one.sql, one.values)
+    except Exception as error:
+        # Lost: maybe applied, the callers look (as after _apply_alone). One write: its
+        # own error. Otherwise nothing was applied: each write alone.
+        if is_connection_lost(error) or len(writes) == 1:
+            return [(False, error)] * len(writes)
+    else:
+        return [(True, None)] * len(writes)
+    finally:
+        dbapi_connection.autocommit = False
+    return _apply_each(connection, writes)
 
 
 def _sqlite_sync_engine(
@@ -255,6 +375,7 @@ class WriteQueue:
         self._checkpointed = time.monotonic()
         self._connection: AsyncConnection | None = None
         self._connection_used = 0.0
+        self._compiled: dict[tuple[Executable, tuple[str, ...]], _CompiledStep | None] = {}
         if engine.dialect.name == "sqlite":
             self._sqlite = _sqlite_sync_engine(engine, pragmas, wait=True)
             self._sqlite_here = _sqlite_sync_engine(engine, pragmas, wait=False)
@@ -312,10 +433,13 @@ class WriteQueue:
         # batch cost more than the batch's statements. After a quiet second it goes
         # back through the pool, whose pre-ping replaces a connection the server or a
         # proxy dropped meanwhile (a lone write would otherwise fail on it).
-        lone = _lone_statement(writes)
+        one = self._one_statement(writes)
+        lone = _lone_statement(writes) if one is None else None
         for attempt in (1, 2):
             connection = await self._kept_connection()
             try:
+                if one is not None:
+                    return await connection.run_sync(_apply_one_statement, one, writes)
                 if lone is not None:
                     return await connection.run_sync(_apply_alone, lone)
                 return await connection.run_sync(_apply, writes)
@@ -327,6 +451,48 @@ class WriteQueue:
                 if connection.invalidated:  # the server went away: start afresh next time
                     await self._drop_connection()
         raise AssertionError("unreachable")
+
+    def _one_statement(self, writes: list[Write]) -> _OneStatement | None:
+        """The batch as one statement (PostgreSQL), when every write is a fixed
+        :class:`Statement` and :class:`_OneStatement`'s rules allow it."""
+        steps = _flat_steps(writes)
+        if not 1 <= len(steps) <= MAX_STEPS_IN_ONE_STATEMENT:
+            return None
+        compiled: list[tuple[_CompiledStep, Statement]] = []
+        updated: str | None = None
+        for step in steps:
+            if not isinstance(step, Statement) or not step.fixed:
+                return None
+            form = self._compiled_step(step)
+            if form is None or (form.is_update and updated is not None):
+                return None
+            if form.is_update:
+                updated = form.table
+            compiled.append((form, step))
+        if updated is not None and any(
+            form.table == updated for form, _ in compiled if not form.is_update
+        ):
+            return None
+        # INSERTs first (parents before children, as grouped), the UPDATE last: the main
+        # statement. Foreign keys are checked at the end of the statement.
+        compiled.sort(key=lambda pair: (pair[0].is_update, pair[1].order))
+        parts: list[str] = []
+        values: list[Any] = []
+        for form, step in compiled:
+            parts.append(_renumbered(form.sql, len(values)))
+            values.extend(form.values(step.params))
+        *ctes, main = parts
+        with_clause = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(ctes))
+        return _OneStatement(f"WITH {with_clause} {main}" if ctes else main, tuple(values))
+
+    def _compiled_step(self, step: Statement) -> _CompiledStep | None:
+        key = (step.statement, tuple(step.params))
+        if key in self._compiled:
+            return self._compiled[key]
+        form = _compile_step(self._engine.dialect, step.statement, key[1])
+        if len(self._compiled) < MAX_COMPILED_FORMS:
+            self._compiled[key] = form
+        return form
 
     async def _kept_connection(self) -> AsyncConnection:
         """The queue's PostgreSQL connection, replaced when it may be gone."""

@@ -141,8 +141,13 @@ def install(meter: Meter) -> None:
                 setattr(images_api, method, wrapped)
 
 
-def count_statements(meter: Meter) -> None:
-    """Count SQL statements and commits (every engine) while measuring."""
+def count_statements(meter: Meter, backend: str) -> None:
+    """Count SQL statements and commits (every engine) while measuring.
+
+    SQLite: the statements ``sqlite3`` runs on the write queue's connections (a trace
+    callback; a cursor listener would send the queue's statements through SQLAlchemy
+    instead, see ``write_queue._run_grouped``), so reads on aiosqlite's are not counted.
+    """
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
@@ -150,11 +155,23 @@ def count_statements(meter: Meter) -> None:
         if meter.on:
             meter.calls["SQL statements"] += 1
 
+    def on_sqlite_statement(sql: str) -> None:
+        if not sql.startswith(("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA")):
+            on_execute()
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        trace = getattr(dbapi_connection, "set_trace_callback", None)
+        if trace is not None:  # sqlite3 (aiosqlite's adapter has none)
+            trace(on_sqlite_statement)
+
     def on_commit(*_args: Any) -> None:
         if meter.on:
             meter.calls["SQL commits"] += 1
 
-    event.listen(Engine, "before_cursor_execute", on_execute)
+    if backend == "sqlite":
+        event.listen(Engine, "connect", on_connect)
+    else:
+        event.listen(Engine, "before_cursor_execute", on_execute)
     event.listen(Engine, "commit", on_commit)
 
 
@@ -185,7 +202,7 @@ def main() -> None:
     if not args.cprofile:
         install(meter)
     gc.callbacks.append(meter.on_gc)
-    count_statements(meter)
+    count_statements(meter, args.backend)
     from flowgate.app import create_app
     from flowgate.config import load_settings
     from flowgate.process import tune_garbage_collector

@@ -409,22 +409,40 @@ def job_ending(job_id: str) -> Steps:
 
 
 async def stored_ending(engine: AsyncEngine, job_id: str) -> list[dict[str, Any]]:
-    """The rows a job's ending wrote, every column as PostgreSQL gives it as JSON (row ids
-    left out)."""
-    queries = {
-        "jobs": "SELECT * FROM jobs WHERE id = :id",
-        "media": "SELECT * FROM media WHERE job_id = :id",
-        "job_events": "SELECT * FROM job_events WHERE job_id = :id",
-    }
+    """The rows a job's ending wrote, as the database gives them back without SQLAlchemy's
+    types (SQLite: the stored text), row ids left out, the job's id as ``J``."""
     rows: list[dict[str, Any]] = []
     async with engine.connect() as connection:
-        for table, sql in queries.items():
-            columns = f"SELECT to_jsonb(t) - 'id' - 'job_id' AS row FROM ({sql}) t"
-            found = (await connection.execute(text(columns), {"id": job_id})).scalars().all()
+        for table, key in (("jobs", "id"), ("media", "job_id"), ("job_events", "job_id")):
+            sql = text(f"SELECT * FROM {table} WHERE {key} = :id")
+            found = (await connection.execute(sql, {"id": job_id})).mappings().all()
             assert len(found) == 1, table
-            # The job's own id, wherever it appears (the image's id), as one placeholder.
-            rows.append({"table": table, **json.loads(json.dumps(found[0]).replace(job_id, "J"))})
+            row = {name: value for name, value in found[0].items() if name not in ("id", "job_id")}
+            printed = json.dumps({"table": table, **row}, default=str).replace(job_id, "J")
+            rows.append(json.loads(printed))
     return rows
+
+
+async def test_a_job_ending_sent_to_the_sqlite_cursor_stores_what_sqlalchemy_stores(
+    tmp_path: Path,
+) -> None:
+    """The queue sends fixed statements straight to ``sqlite3``: the same bytes land as
+    when SQLAlchemy sends them (JSON text, timestamps, column defaults, NULLs)."""
+    engine = await prepared_engine(f"sqlite+aiosqlite:///{tmp_path / 'queue.sqlite'}")
+    queue = write_queue(engine, session_factory(engine))
+    try:
+        queued, plain = new_job("queued"), new_job("plain")
+        plain.created_at = plain.updated_at = queued.created_at
+        await queue.run(together(insert_row(queued), insert_row(plain)))
+        await queue.run(job_ending("queued"))
+        forms = list(queue._compiled.values())
+        async with engine.begin() as connection:  # SQLAlchemy's own way
+            await connection.run_sync(job_ending("plain"))
+        assert await stored_ending(engine, "queued") == await stored_ending(engine, "plain")
+    finally:
+        await queue.close()
+        await engine.dispose()
+    assert len(forms) == 4 and None not in forms  # the job INSERT and the ending's three
 
 
 async def test_a_job_ending_goes_to_postgresql_as_one_statement(

@@ -115,7 +115,73 @@ class _Pending:
         self.future = future
 
 
-def _run_grouped(connection: Connection, writes: list[Write]) -> list[tuple[bool, Any]]:
+MAX_STEPS_IN_ONE_STATEMENT = 16
+MAX_COMPILED_FORMS = 256
+_NUMBERED_PARAMETER = re.compile(r"\$(\d+)")
+_PLACEHOLDERS = {"numeric_dollar": "$", "qmark": "?"}  # asyncpg, sqlite3
+StepForms = Callable[["Statement"], "_CompiledStep | None"]
+"""The compiled form of a fixed :class:`Statement` (None: send it through SQLAlchemy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledStep:
+    """A fixed statement compiled once for one set of parameter keys: its SQL with
+    positional parameters, and how to turn a row of parameters into their values."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    defaults: Mapping[str, Any]
+    table: str
+    is_update: bool
+
+    def values(self, params: Mapping[str, Any]) -> list[Any]:
+        """The parameter values in SQL order, converted as SQLAlchemy would send them."""
+        row = {**self.defaults, **params} if self.defaults else params
+        return [
+            row[name] if process is None else process(row[name])
+            for name, process in zip(self.names, self.processors, strict=True)
+        ]
+
+
+def _compile_step(
+    dialect: Dialect, statement: Executable, keys: tuple[str, ...]
+) -> _CompiledStep | None:
+    """``statement`` compiled for ``keys``; None when it cannot be sent this way (not a
+    plain INSERT or UPDATE, or a column default that must be computed per row)."""
+    marker = _PLACEHOLDERS.get(dialect.paramstyle)
+    if (
+        marker is None
+        or not isinstance(statement, (Insert, Update))
+        or not isinstance(statement.table, TableClause)
+    ):
+        return None
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    names = tuple(compiled.positiontup or ())
+    prefetch = [*compiled.insert_prefetch, *compiled.update_prefetch]
+    if (
+        any(column.default is None or not column.default.is_scalar for column in prefetch)
+        # Every marker a parameter (no literal holds one): PostgreSQL's may be renumbered.
+        or compiled.string.count(marker) != len(names)
+        or not set(names) <= {*keys, *(column.key for column in prefetch)}
+    ):
+        return None
+    return _CompiledStep(
+        sql=compiled.string,
+        names=names,
+        processors=tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in names
+        ),
+        defaults={column.key: column.default.arg for column in prefetch},  # type: ignore[union-attr]
+        table=statement.table.name,
+        is_update=isinstance(statement, Update),
+    )
+
+
+def _run_grouped(
+    connection: Connection, writes: list[Write], forms: StepForms | None = None
+) -> list[tuple[bool, Any]]:
     groups: dict[tuple[int, tuple[str, ...]], tuple[Statement, list[Mapping[str, Any]]]] = {}
     others: list[tuple[int, Write]] = []
     for index, write in enumerate(writes):
@@ -130,13 +196,53 @@ def _run_grouped(connection: Connection, writes: list[Write]) -> list[tuple[bool
             else:
                 others.append((index, step))
     results: list[Any] = [None] * len(writes)
+    # Statement listeners (tests, tracing) see every statement: SQLAlchemy sends them.
+    watched = bool(connection.dispatch.before_cursor_execute)
     for first, rows in sorted(groups.values(), key=lambda group: group[0].order):
-        connection.execute(first.statement, rows if len(rows) > 1 else rows[0])
+        form = forms(first) if forms is not None and first.fixed and not watched else None
+        if form is not None:
+            _send_to_cursor(connection, form, rows)
+        else:
+            connection.execute(first.statement, rows if len(rows) > 1 else rows[0])
     for index, step in others:
         result = step(connection)
         if step is writes[index]:  # a plain write's own result; Steps give None, as alone
             results[index] = result
     return [(True, result) for result in results]
+
+
+def _send_to_cursor(
+    connection: Connection, form: _CompiledStep, rows: list[Mapping[str, Any]]
+) -> None:
+    """SQLite: a fixed statement's rows straight to the ``sqlite3`` cursor, in the
+    connection's transaction. SQLAlchemy's work per execution (an execution context,
+    parameter processing, a result) cost about as much as SQLite's own on this path;
+    errors are raised as SQLAlchemy raises them."""
+    dialect = connection.dialect
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    values = [form.values(row) for row in rows]
+    cursor = None
+    try:
+        cursor = dbapi_connection.cursor()
+        if len(values) == 1:
+            cursor.execute(form.sql, values[0])
+        else:
+            cursor.executemany(form.sql, values)
+    except dialect.loaded_dbapi.Error as error:
+        lost = dialect.is_disconnect(error, dbapi_connection, cursor)
+        if lost:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            form.sql,
+            values,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=dialect,
+        ) from error
+    finally:
+        if cursor is not None:
+            cursor.close()
 
 
 class _ConnectionLost(Exception):
@@ -149,11 +255,13 @@ class _ConnectionLost(Exception):
         self.before_commit = before_commit
 
 
-def _apply(connection: Connection, writes: list[Write]) -> list[tuple[bool, Any]]:
+def _apply(
+    connection: Connection, writes: list[Write], forms: StepForms | None = None
+) -> list[tuple[bool, Any]]:
     """Run ``writes`` in one transaction, grouped; on any error, each in its own instead."""
     try:
         with connection.begin():
-            return _run_grouped(connection, writes)
+            return _run_grouped(connection, writes, forms)
     except Exception as batch_error:
         if is_connection_lost(batch_error):
             # A statement failed (no COMMIT was sent), or the COMMIT was refused unsent:
@@ -208,65 +316,6 @@ def _apply_alone(connection: Connection, statement: Statement) -> list[tuple[boo
     finally:
         dbapi_connection.autocommit = False
     return [(True, None)]
-
-
-MAX_STEPS_IN_ONE_STATEMENT = 16
-MAX_COMPILED_FORMS = 256
-_NUMBERED_PARAMETER = re.compile(r"\$(\d+)")
-
-
-@dataclass(frozen=True, slots=True)
-class _CompiledStep:
-    """A fixed statement compiled once for one set of parameter keys: its SQL with
-    numbered parameters, and how to turn a row of parameters into their values."""
-
-    sql: str
-    names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
-    defaults: Mapping[str, Any]
-    table: str
-    is_update: bool
-
-    def values(self, params: Mapping[str, Any]) -> list[Any]:
-        """The parameter values in SQL order, converted as SQLAlchemy would send them."""
-        row = {**self.defaults, **params} if self.defaults else params
-        return [
-            row[name] if process is None else process(row[name])
-            for name, process in zip(self.names, self.processors, strict=True)
-        ]
-
-
-def _compile_step(
-    dialect: Dialect, statement: Executable, keys: tuple[str, ...]
-) -> _CompiledStep | None:
-    """``statement`` compiled for ``keys``; None when it cannot be sent this way (not a
-    plain INSERT or UPDATE, or a column default that must be computed per row)."""
-    if (
-        not isinstance(statement, (Insert, Update))
-        or not isinstance(statement.table, TableClause)
-        or dialect.paramstyle != "numeric_dollar"
-    ):
-        return None
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-    names = tuple(compiled.positiontup or ())
-    prefetch = [*compiled.insert_prefetch, *compiled.update_prefetch]
-    if (
-        any(column.default is None or not column.default.is_scalar for column in prefetch)
-        or compiled.string.count("$") != len(names)  # every "$" a parameter: renumbering is safe
-        or not set(names) <= {*keys, *(column.key for column in prefetch)}
-    ):
-        return None
-    return _CompiledStep(
-        sql=compiled.string,
-        names=names,
-        processors=tuple(
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in names
-        ),
-        defaults={column.key: column.default.arg for column in prefetch},  # type: ignore[union-attr]
-        table=statement.table.name,
-        is_update=isinstance(statement, Update),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,9 +425,11 @@ class WriteQueue:
         self._connection: AsyncConnection | None = None
         self._connection_used = 0.0
         self._compiled: dict[tuple[Executable, tuple[str, ...]], _CompiledStep | None] = {}
+        self._dialect = engine.dialect  # the one that runs the statements
         if engine.dialect.name == "sqlite":
             self._sqlite = _sqlite_sync_engine(engine, pragmas, wait=True)
             self._sqlite_here = _sqlite_sync_engine(engine, pragmas, wait=False)
+            self._dialect = self._sqlite_here.dialect
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="flowgate-writes")
 
     def submit(self, write: Callable[[Connection], T]) -> asyncio.Future[T]:
@@ -433,10 +484,11 @@ class WriteQueue:
         # batch cost more than the batch's statements. After a quiet second it goes
         # back through the pool, whose pre-ping replaces a connection the server or a
         # proxy dropped meanwhile (a lone write would otherwise fail on it).
-        one = self._one_statement(writes)
-        lone = _lone_statement(writes) if one is None else None
         for attempt in (1, 2):
             connection = await self._kept_connection()
+            # Compiled once the dialect has met the server (its version decides some SQL).
+            one = self._one_statement(writes)
+            lone = _lone_statement(writes) if one is None else None
             try:
                 if one is not None:
                     return await connection.run_sync(_apply_one_statement, one, writes)
@@ -489,7 +541,7 @@ class WriteQueue:
         key = (step.statement, tuple(step.params))
         if key in self._compiled:
             return self._compiled[key]
-        form = _compile_step(self._engine.dialect, step.statement, key[1])
+        form = _compile_step(self._dialect, step.statement, key[1])
         if len(self._compiled) < MAX_COMPILED_FORMS:
             self._compiled[key] = form
         return form
@@ -522,7 +574,7 @@ class WriteQueue:
         connection = self._here_connection
         try:
             with connection.begin():
-                return _run_grouped(connection, writes)
+                return _run_grouped(connection, writes, self._compiled_step)
         except Exception:
             # Rolled back: the thread runs the batch again, waiting for the lock, and
             # fails only the writes that fail alone.
@@ -556,7 +608,7 @@ class WriteQueue:
         if self._sqlite_connection is None:
             self._sqlite_connection = self._sqlite.connect()
         try:
-            return _apply(self._sqlite_connection, writes)
+            return _apply(self._sqlite_connection, writes, self._compiled_step)
         finally:
             if self._sqlite_connection.invalidated:
                 self._close_sqlite_connection()

@@ -474,6 +474,20 @@ async def test_a_job_ending_goes_to_postgresql_as_one_statement(
     assert await stored_ending(postgres, "queued") == await stored_ending(postgres, "plain")
 
 
+async def test_statements_past_the_compiled_forms_kept_go_through_sqlalchemy(
+    database: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(write_queue_module, "MAX_COMPILED_FORMS", 1)
+    queue = write_queue(database, session_factory(database))
+    try:
+        await queue.run(insert_row(new_job("kept")))
+        await queue.run(job_ending("kept"))
+    finally:
+        await queue.close()
+    assert len(queue._compiled) == 1  # the job INSERT's form only
+    assert await job_rows(database) == {"kept": "completed"}
+
+
 async def test_a_batch_updating_a_table_it_inserts_into_is_not_one_statement(
     postgres: AsyncEngine,
 ) -> None:

@@ -90,7 +90,8 @@ class Statement:
     order: int = 0
     fixed: bool = False
     """The statement object is built once and reused (as in ``storage/writes.py``), so
-    the queue may keep its compiled SQL (PostgreSQL: :class:`_OneStatement`)."""
+    the queue may keep its compiled SQL (PostgreSQL: :class:`_OneStatement`; SQLite:
+    :func:`_send_to_cursor`)."""
 
     def __call__(self, connection: Connection) -> None:
         connection.execute(self.statement, self.params)
@@ -541,9 +542,9 @@ class WriteQueue:
         key = (step.statement, tuple(step.params))
         if key in self._compiled:
             return self._compiled[key]
-        form = _compile_step(self._dialect, step.statement, key[1])
-        if len(self._compiled) < MAX_COMPILED_FORMS:
-            self._compiled[key] = form
+        if len(self._compiled) >= MAX_COMPILED_FORMS:
+            return None  # SQLAlchemy's own statement cache serves the rest
+        form = self._compiled[key] = _compile_step(self._dialect, step.statement, key[1])
         return form
 
     async def _kept_connection(self) -> AsyncConnection:

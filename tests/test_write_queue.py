@@ -426,7 +426,7 @@ async def stored_ending(engine: AsyncEngine, job_id: str) -> list[dict[str, Any]
 async def test_a_job_ending_sent_to_the_sqlite_cursor_stores_what_sqlalchemy_stores(
     tmp_path: Path,
 ) -> None:
-    """The queue sends fixed statements straight to ``sqlite3``: the same bytes land as
+    """The queue sends its statements straight to ``sqlite3``: the same bytes land as
     when SQLAlchemy sends them (JSON text, timestamps, column defaults, NULLs)."""
     engine = await prepared_engine(f"sqlite+aiosqlite:///{tmp_path / 'queue.sqlite'}")
     queue = write_queue(engine, session_factory(engine))

@@ -18,7 +18,7 @@ and runs the writes one by one. WAL checkpoints (an fsync) run in that thread to
 most once per :data:`CHECKPOINT_SECONDS`, never on the loop.
 PostgreSQL: the batch runs on a pooled asyncpg connection via ``run_sync``; a batch of
 one statement runs in autocommit (one round trip, not three), and so does a small batch
-of the fixed INSERTs and one UPDATE that end a job, sent as one statement
+of the INSERTs and one UPDATE that end a job, sent as one statement
 (:class:`_OneStatement`: one round trip, not five). The connection is kept
 between batches; one the server has closed (a restart, an idle timeout, a proxy) is
 replaced before a batch is sent on it. A batch whose connection breaks before its
@@ -47,7 +47,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -83,15 +83,15 @@ class Statement:
 
     ``order`` places its group among the batch's groups (lower first, ties in arrival
     order): an INSERT's table position, parents first; UPDATEs after every INSERT.
+
+    Build ``statement`` once and reuse it (as ``storage/writes.py`` does): the queue
+    keeps its compiled form per statement object and key set (PostgreSQL:
+    :class:`_OneStatement`; SQLite: :func:`_send_to_cursor`).
     """
 
     statement: Executable
     params: Mapping[str, Any]
     order: int = 0
-    fixed: bool = False
-    """The statement object is built once and reused (as in ``storage/writes.py``), so
-    the queue may keep its compiled SQL (PostgreSQL: :class:`_OneStatement`; SQLite:
-    :func:`_send_to_cursor`)."""
 
     def __call__(self, connection: Connection) -> None:
         connection.execute(self.statement, self.params)
@@ -121,12 +121,12 @@ MAX_COMPILED_FORMS = 256
 _NUMBERED_PARAMETER = re.compile(r"\$(\d+)")
 _PLACEHOLDERS = {"numeric_dollar": "$", "qmark": "?"}  # asyncpg, sqlite3
 StepForms = Callable[["Statement"], "_CompiledStep | None"]
-"""The compiled form of a fixed :class:`Statement` (None: send it through SQLAlchemy)."""
+"""The compiled form of a :class:`Statement` (None: send it through SQLAlchemy)."""
 
 
 @dataclass(frozen=True, slots=True)
 class _CompiledStep:
-    """A fixed statement compiled once for one set of parameter keys: its SQL with
+    """A statement compiled once for one set of parameter keys: its SQL with
     positional parameters, and how to turn a row of parameters into their values."""
 
     sql: str
@@ -200,7 +200,7 @@ def _run_grouped(
     # Statement listeners (tests, tracing) see every statement: SQLAlchemy sends them.
     watched = bool(connection.dispatch.before_cursor_execute)
     for first, rows in sorted(groups.values(), key=lambda group: group[0].order):
-        form = forms(first) if forms is not None and first.fixed and not watched else None
+        form = forms(first) if forms is not None and not watched else None
         if form is not None:
             _send_to_cursor(connection, form, rows)
         else:
@@ -215,7 +215,7 @@ def _run_grouped(
 def _send_to_cursor(
     connection: Connection, form: _CompiledStep, rows: list[Mapping[str, Any]]
 ) -> None:
-    """SQLite: a fixed statement's rows straight to the ``sqlite3`` cursor, in the
+    """SQLite: a statement's rows straight to the ``sqlite3`` cursor, in the
     connection's transaction. SQLAlchemy's work per execution (an execution context,
     parameter processing, a result) cost about as much as SQLite's own on this path;
     errors are raised as SQLAlchemy raises them."""
@@ -290,12 +290,25 @@ def _apply_each(connection: Connection, writes: list[Write]) -> list[tuple[bool,
 
 def _lone_statement(writes: list[Write]) -> Statement | None:
     """The batch's only statement, when it holds exactly one."""
-    if len(writes) != 1:
+    steps = _flat_steps(writes)
+    if len(writes) != 1 or len(steps) != 1:
         return None
-    write = writes[0]
-    if isinstance(write, Steps) and len(write.steps) == 1:
-        write = write.steps[0]
-    return write if isinstance(write, Statement) else None
+    return steps[0] if isinstance(steps[0], Statement) else None
+
+
+@contextlib.contextmanager
+def _autocommit(connection: Connection) -> Iterator[None]:
+    """PostgreSQL: what runs inside sends no BEGIN and COMMIT (one statement is atomic
+    by itself); SQLAlchemy's transaction around it is bookkeeping only."""
+    # The DB-API attribute, not the isolation_level execution option: that option adds a
+    # reset callback to the connection record each time, and this connection is kept.
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    dbapi_connection.autocommit = True
+    try:
+        with connection.begin():
+            yield
+    finally:
+        dbapi_connection.autocommit = False
 
 
 def _apply_alone(connection: Connection, statement: Statement) -> list[tuple[bool, Any]]:
@@ -305,23 +318,17 @@ def _apply_alone(connection: Connection, statement: Statement) -> list[tuple[boo
     round trip to the server instead of three. That is most batches when requests come
     one at a time.
     """
-    # The DB-API attribute, not the isolation_level execution option: that option adds a
-    # reset callback to the connection record each time, and this connection is kept.
-    dbapi_connection: Any = connection.connection.dbapi_connection
-    dbapi_connection.autocommit = True
     try:
-        with connection.begin():  # SQLAlchemy's bookkeeping only: nothing is sent
+        with _autocommit(connection):
             statement(connection)
     except Exception as error:
         return [(False, error)]
-    finally:
-        dbapi_connection.autocommit = False
     return [(True, None)]
 
 
 @dataclass(frozen=True, slots=True)
 class _OneStatement:
-    """A batch of fixed INSERTs and at most one UPDATE as one PostgreSQL statement: the
+    """A batch of INSERTs and at most one UPDATE as one PostgreSQL statement: the
     INSERTs as data-modifying ``WITH`` parts, the last part as the main statement.
 
     Sent in autocommit it is atomic by itself: one round trip instead of BEGIN, one per
@@ -351,21 +358,16 @@ def _apply_one_statement(
 ) -> list[tuple[bool, Any]]:
     """Send ``one`` in autocommit; if it fails (so nothing of it was applied), each write
     again in its own transaction, so only the writes at fault fail."""
-    dbapi_connection: Any = connection.connection.dbapi_connection
-    dbapi_connection.autocommit = True  # as in _apply_alone
     try:
-        with connection.begin():  # SQLAlchemy's bookkeeping only: nothing is sent
+        with _autocommit(connection):
             connection.exec_driver_sql(one.sql, one.values)
     except Exception as error:
         # Lost: maybe applied, the callers look (as after _apply_alone). One write: its
         # own error. Otherwise nothing was applied: each write alone.
         if is_connection_lost(error) or len(writes) == 1:
             return [(False, error)] * len(writes)
-    else:
-        return [(True, None)] * len(writes)
-    finally:
-        dbapi_connection.autocommit = False
-    return _apply_each(connection, writes)
+        return _apply_each(connection, writes)
+    return [(True, None)] * len(writes)
 
 
 def _sqlite_sync_engine(
@@ -506,7 +508,7 @@ class WriteQueue:
         raise AssertionError("unreachable")
 
     def _one_statement(self, writes: list[Write]) -> _OneStatement | None:
-        """The batch as one statement (PostgreSQL), when every write is a fixed
+        """The batch as one statement (PostgreSQL), when every write is a
         :class:`Statement` and :class:`_OneStatement`'s rules allow it."""
         steps = _flat_steps(writes)
         if not 1 <= len(steps) <= MAX_STEPS_IN_ONE_STATEMENT:
@@ -514,7 +516,7 @@ class WriteQueue:
         compiled: list[tuple[_CompiledStep, Statement]] = []
         updated: str | None = None
         for step in steps:
-            if not isinstance(step, Statement) or not step.fixed:
+            if not isinstance(step, Statement):
                 return None
             form = self._compiled_step(step)
             if form is None or (form.is_update and updated is not None):

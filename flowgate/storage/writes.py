@@ -32,7 +32,7 @@ def _insert_of(model: type[Base]) -> Insert:
 
 def insert_values(model: type[Base], values: dict[str, Any]) -> Statement:
     """INSERT one row of ``model`` from column values (column defaults fill the rest)."""
-    return Statement(_insert_of(model), values, _TABLE_ORDER[table_of(model).name], fixed=True)
+    return Statement(_insert_of(model), values, _TABLE_ORDER[table_of(model).name])
 
 
 _JOBS = table_of(Job)
@@ -43,7 +43,7 @@ _UPDATE_JOB = _JOBS.update().where(_JOBS.c.id == bindparam("b_job_id"))
 
 def update_job(job_id: str, **values: Any) -> Statement:
     """UPDATE the given columns of one job."""
-    return Statement(_UPDATE_JOB, {"b_job_id": job_id, **values}, _AFTER_INSERTS, fixed=True)
+    return Statement(_UPDATE_JOB, {"b_job_id": job_id, **values}, _AFTER_INSERTS)
 
 
 def together(*writes: Write | None) -> Steps:

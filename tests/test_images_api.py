@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import sqlite3
 import struct
+import threading
+import time
 import uuid
 import zlib
 from urllib.parse import quote
@@ -443,3 +447,84 @@ def test_expired_job_is_410(gateway_factory) -> None:
         gone = client.get(f"/v1/google-flow/jobs/{job_id}")
         assert gone.status_code == 410
         assert gone.json() == {"error": "Job has expired"}
+
+
+# ---------------------------------------------------------------- the job row and the call
+
+
+def _keyed_user(gw: Gateway) -> tuple[str, str]:
+    """A user whose one sandbox account has its own key, so its calls can be told apart."""
+    token, key = gw.new_user(), f"sandbox-{uuid.uuid4().hex[:8]}"
+    with gw.client(token) as client:
+        body = {"email": f"{key}@example.com", "provider": "sandbox", "apiKey": key}
+        resp = client.post("/v1/google-flow/accounts", json=body)
+        assert resp.status_code == 201, resp.text
+    return token, key
+
+
+def _generations_with(gw: Gateway, key: str) -> list[dict[str, object]]:
+    """The sandbox's generation calls made with ``key`` (adding the account checked it)."""
+    calls = httpx.get(f"{gw.base_url}/sandbox/gemini/_sandbox/calls").json()["calls"]
+    return [c for c in calls if c["key"] == key and c["method"] in ("predict", "generateContent")]
+
+
+def _post_in_thread(
+    gw: Gateway, token: str, body: dict[str, object], answers: list[httpx.Response]
+) -> threading.Thread:
+    def post() -> None:
+        with gw.client(token) as client:
+            answers.append(client.post("/v1/google-flow/images", json=body))
+
+    thread = threading.Thread(target=post, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_sync_job_calls_the_upstream_while_its_row_is_written(gateway_factory) -> None:
+    """Another program holds SQLite's write lock, so the job row cannot be stored yet:
+    the upstream call goes out anyway, and the answer waits for the row."""
+    gw = gateway_factory("sqlite")
+    gw.start()
+    token, key = _keyed_user(gw)
+    other_program = sqlite3.connect(gw.data_dir / "flowgate.db", isolation_level=None)
+    answers: list[httpx.Response] = []
+    try:
+        other_program.execute("BEGIN IMMEDIATE")
+        thread = _post_in_thread(gw, token, {"prompt": "while locked", "count": 1}, answers)
+        deadline = time.monotonic() + 15
+        while not _generations_with(gw, key) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [call["status"] for call in _generations_with(gw, key)] == [200]
+        assert not answers  # the row is not stored: no answer yet
+    finally:
+        other_program.execute("ROLLBACK")
+        other_program.close()
+    thread.join(timeout=60)
+    assert answers and answers[0].status_code == 200, answers
+    with gw.client(token) as client:
+        job = client.get(f"/v1/google-flow/jobs/{answers[0].json()['jobId']}").json()
+    assert job["status"] == "completed"
+
+
+def test_a_job_row_that_cannot_be_stored_fails_without_waiting_for_the_upstream(gateway_factory) -> None:
+    """The lock outlasts the busy timeout: the request fails with the database's error at
+    once, without waiting for the upstream call (20 s here), and leaves no job behind."""
+    gw = gateway_factory("sqlite", FLOWGATE_SQLITE_BUSY_SECONDS="1")
+    gw.start()
+    token, _ = _keyed_user(gw)
+    other_program = sqlite3.connect(gw.data_dir / "flowgate.db", isolation_level=None)
+    answers: list[httpx.Response] = []
+    body = {"prompt": "[sandbox:delay=20000] locked out", "count": 1}
+    try:
+        other_program.execute("BEGIN IMMEDIATE")
+        sent = time.monotonic()
+        _post_in_thread(gw, token, body, answers).join(timeout=60)
+        waited = time.monotonic() - sent
+    finally:
+        other_program.execute("ROLLBACK")
+        other_program.close()
+    assert answers and answers[0].status_code == 503, answers
+    assert "locked" in answers[0].text, answers[0].text
+    assert waited < 15, waited  # the upstream call was not waited for
+    with contextlib.closing(sqlite3.connect(gw.data_dir / "flowgate.db")) as database:
+        assert database.execute("SELECT count(*) FROM jobs").fetchone() == (0,)

@@ -78,6 +78,17 @@ def _image_size(data: bytes) -> tuple[int | None, int | None]:
         return None, None
 
 
+def _abandon(call: asyncio.Future[Any]) -> None:
+    """Cancel an upstream call nobody will wait for; its outcome is dropped unread."""
+    call.cancel()
+    call.add_done_callback(_drop_outcome)
+
+
+def _drop_outcome(call: asyncio.Future[Any]) -> None:
+    if not call.cancelled():
+        call.exception()  # read, so asyncio does not log it as never retrieved
+
+
 class ImageService:
     """Uploads and generations; the only place that calls image providers."""
 
@@ -195,36 +206,54 @@ class ImageService:
         except FlowgateError:
             await self._credits.refund(caller.user_id, reserved)
             raise
+        # The first upstream call, when it goes out while the job row is being written.
+        first_call: asyncio.Future[list[GeneratedImage]] | None = None
         try:
+            started = time.perf_counter()
             if job is None:
-                job = await self._jobs.create(
-                    caller,
-                    kind="image",
-                    request={
-                        **self._echo(spec, references),
-                        "email": mask_email(lease.account.email),
-                    },
-                    account_email=lease.account.email,
-                    model=model.name,
-                    reply_url=spec.reply_url,
-                    internal={"reserved": reserved},
-                    start=True,
+                # A new sync job's row and its upstream call go together: the client
+                # would otherwise wait a database round trip before the call. The row is
+                # stored before anything else is written about the job.
+                first_call = asyncio.ensure_future(
+                    self._call_upstream(lease.account, spec, upstream_ratio, references, seeds)
                 )
+                leave_start_phase()
+                try:
+                    job = await self._jobs.create(
+                        caller,
+                        kind="image",
+                        request={
+                            **self._echo(spec, references),
+                            "email": mask_email(lease.account.email),
+                        },
+                        account_email=lease.account.email,
+                        model=model.name,
+                        reply_url=spec.reply_url,
+                        internal={"reserved": reserved},
+                        start=True,
+                    )
+                except BaseException:
+                    _abandon(first_call)  # no record could hold its outcome
+                    raise
             else:
                 job.internal = {**(job.internal or {}), "reserved": reserved}
                 await self._jobs.adopt(job, account_email=lease.account.email, model=model.name)
                 await self._jobs.start(job)
+                leave_start_phase()
             # Without an explicit email, a quota or key failure is retried once elsewhere.
             retries_left = 0 if spec.email else 1
             tried: set[str] = set()
-            leave_start_phase()
             while True:
                 account = lease.account
-                started = time.perf_counter()
                 try:
-                    outputs = await self._call_upstream(
-                        account, spec, upstream_ratio, references, seeds
-                    )
+                    if first_call is not None:
+                        call, first_call = first_call, None
+                        outputs = await call
+                    else:
+                        started = time.perf_counter()
+                        outputs = await self._call_upstream(
+                            account, spec, upstream_ratio, references, seeds
+                        )
                     break
                 except FlowgateError as exc:
                     await self._jobs.record_event(

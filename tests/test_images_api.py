@@ -506,7 +506,9 @@ def test_a_sync_job_calls_the_upstream_while_its_row_is_written(gateway_factory)
     assert job["status"] == "completed"
 
 
-def test_a_job_row_that_cannot_be_stored_fails_without_waiting_for_the_upstream(gateway_factory) -> None:
+def test_a_job_row_that_cannot_be_stored_fails_without_waiting_for_the_upstream(
+    gateway_factory,
+) -> None:
     """The lock outlasts the busy timeout: the request fails with the database's error at
     once, without waiting for the upstream call (20 s here), and leaves no job behind."""
     gw = gateway_factory("sqlite", FLOWGATE_SQLITE_BUSY_SECONDS="1")

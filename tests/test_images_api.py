@@ -510,7 +510,8 @@ def test_a_job_row_that_cannot_be_stored_fails_without_waiting_for_the_upstream(
     gateway_factory,
 ) -> None:
     """The lock outlasts the busy timeout: the request fails with the database's error at
-    once, without waiting for the upstream call (8 s here), and leaves no job behind."""
+    once, without waiting for the upstream call (8 s here; the server's stop still waits
+    for the sandbox's held answer), and leaves no job behind."""
     gw = gateway_factory("sqlite", FLOWGATE_SQLITE_BUSY_SECONDS="1")
     gw.start()
     token, _ = _keyed_user(gw)
@@ -527,6 +528,6 @@ def test_a_job_row_that_cannot_be_stored_fails_without_waiting_for_the_upstream(
         other_program.close()
     assert answers and answers[0].status_code == 503, answers
     assert "locked" in answers[0].text, answers[0].text
-    assert waited < 6, waited  # the upstream call was not waited for (the stop waits for it)
+    assert waited < 6, waited  # the upstream call was not waited for
     with contextlib.closing(sqlite3.connect(gw.data_dir / "flowgate.db")) as database:
         assert database.execute("SELECT count(*) FROM jobs").fetchone() == (0,)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
+import os
+import platform
 import resource
 
 # flowgate's server and the sandbox's keep idle client connections this long, as nginx
@@ -25,6 +28,51 @@ YOUNG_COLLECTION_THRESHOLD = 10_000
 # and freed next to nothing (0-17 objects each). Cycles that outlive a young
 # collection are now freed after ~1,000,000 allocations instead of ~100,000.
 MIDDLE_COLLECTION_THRESHOLD = 100
+
+
+# glibc's malloc: requests of this size or more get pages of their own from the kernel
+# (mmap), given back on free. Its default starts at 128 KiB and adapts, and it trims the
+# heap once 2x that lies free at its top. An image answer passes through several
+# buffers of 1.5-10 MB (the HTTP body, its join, the decoded JSON string, the image),
+# so every request took fresh pages and faulted each one in: ~2,600 page faults per
+# 1.5 MB image and ~35 % of flowgate's CPU for it (bench/overhead.py --image-kb 1500).
+# With 32 MiB (the most glibc accepts) they come from the heap and are reused.
+LARGE_ALLOCATION_BYTES = 32 * 1024 * 1024
+# Free memory the heap keeps at its top before giving it back to the kernel: room for
+# the buffers of a few concurrent image answers.
+HEAP_TRIM_BYTES = 32 * 1024 * 1024
+# glibc's <malloc.h> parameter numbers.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+# How an operator gives glibc's malloc these thresholds; theirs win.
+_MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+_MALLOC_TUNABLES = ("glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold")
+
+
+def tune_memory_allocator() -> bool:
+    """Let glibc's malloc reuse large buffers instead of mapping fresh pages for each.
+
+    Does nothing (False) on another C library, or when the environment already sets
+    malloc's thresholds (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, or
+    their names in ``GLIBC_TUNABLES``).
+    """
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if (
+        platform.libc_ver()[0] != "glibc"
+        or any(os.environ.get(name) for name in _MALLOC_VARIABLES)
+        or any(name in tunables for name in _MALLOC_TUNABLES)
+    ):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    # mallopt answers 1 on success, 0 for a value it refuses.
+    return bool(mallopt(_M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_BYTES)
+    )
 
 
 def raise_open_file_limit() -> None:

@@ -12,7 +12,7 @@ from flowgate.app import create_app
 from flowgate.config import Settings
 from flowgate.listening import reuse_port_socket
 from flowgate.observability import LoggedErrorFilter
-from flowgate.process import KEEP_ALIVE_SECONDS, tune_garbage_collector
+from flowgate.process import KEEP_ALIVE_SECONDS, tune_garbage_collector, tune_memory_allocator
 
 
 def serve_app(settings: Settings, sock: socket.socket | None = None) -> bool:
@@ -22,6 +22,7 @@ def serve_app(settings: Settings, sock: socket.socket | None = None) -> bool:
     one, uvicorn binds ``settings.host:settings.port``. False when the server failed to
     start (uvicorn's log says why).
     """
+    tune_memory_allocator()
     application = create_app(settings)
     tune_garbage_collector()
     config = uvicorn.Config(

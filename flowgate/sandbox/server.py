@@ -9,7 +9,7 @@ import argparse
 
 import uvicorn
 
-from flowgate.process import KEEP_ALIVE_SECONDS
+from flowgate.process import KEEP_ALIVE_SECONDS, tune_memory_allocator
 from flowgate.sandbox.app import create_sandbox_app
 from flowgate.sandbox.config import SandboxConfig
 
@@ -22,6 +22,7 @@ def run(
     log_level: str = "info",
 ) -> None:
     """Serve a sandbox app with uvicorn until interrupted (blocks)."""
+    tune_memory_allocator()  # its answers carry multi-megabyte images too
     uvicorn.run(
         create_sandbox_app(config),
         host=host,

@@ -133,6 +133,8 @@ class Sandbox(_Process):
     video_seconds: float | None = None
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    launcher: list[str] = field(default_factory=list)  # a command to run it under (valgrind)
+    start_timeout: float = 60.0
 
     @property
     def base_url(self) -> str:
@@ -142,7 +144,8 @@ class Sandbox(_Process):
     def start(self) -> Sandbox:
         """Start it and wait until it answers."""
         log = self.work_dir / f"sandbox-{self.port}.log"
-        args = [sys.executable, "-m", "flowgate.sandbox.server", "--port", str(self.port)]
+        args = [*self.launcher, sys.executable, "-m", "flowgate.sandbox.server"]
+        args += ["--port", str(self.port)]
         args += ["--log-level", "warning", "--delay-ms", str(self.delay_ms)]
         if self.fixed_image:
             args += ["--fixed-image", "--fixed-image-kb", str(self.fixed_image_kb)]
@@ -152,7 +155,7 @@ class Sandbox(_Process):
             self.proc = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_raise_fd_limit, cwd=ROOT
             )
-        _wait_http(f"{self.base_url}/_sandbox/calls", self.proc, log)
+        _wait_http(f"{self.base_url}/_sandbox/calls", self.proc, log, self.start_timeout)
         return self
 
     def set_quota(self, key: str, **limits: Any) -> None:
@@ -180,6 +183,8 @@ class Flowgate(_Process):
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
     database_url: str = ""
+    launcher: list[str] = field(default_factory=list)  # a command to run it under (valgrind)
+    start_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         self.data_dir = self.work_dir / f"flowgate-{self.port}"
@@ -215,14 +220,14 @@ class Flowgate(_Process):
         """Start it, wait for /healthz, and read the first start's admin token."""
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flowgate", "serve"],
+                [*self.launcher, sys.executable, "-m", "flowgate", "serve"],
                 env=self.full_env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_raise_fd_limit,
                 cwd=ROOT,
             )
-        _wait_http(f"{self.base_url}/healthz", self.proc, self.log)
+        _wait_http(f"{self.base_url}/healthz", self.proc, self.log, self.start_timeout)
         for line in self.log.read_text().splitlines():
             if line.strip().startswith("FLOWGATE_TOKEN="):
                 self.token = line.strip().split("=", 1)[1]

@@ -13,14 +13,15 @@ switched on and its counters zeroed; the load generator sends closed-loop reques
 the counters are dumped. Windows:
 
 - *idle*: flowgate with no requests, for the instructions its timers run per second
-  (heartbeats, snapshot refreshes). Under callgrind a request takes ~50× longer, so the
-  timers run ~50× more often per request than in real time; *net* subtracts them;
+  (heartbeats, snapshot refreshes). Under callgrind a request takes 25-40× longer, so
+  the timers run that much more often per request than in real time; *net* subtracts
+  them;
 - *direct*: the sandbox answering the ``:generateContent`` call itself (the yardstick);
 - *flowgate*: flowgate answering ``POST /v1/google-flow/images`` (``count`` 1).
 
     .venv/bin/python -m bench.instructions [--seconds 30] [--backend postgres]
 
-Runs take a few minutes (valgrind slows Python ~50×).
+With ``--seconds 20 --warmup 10`` a run takes ~90 s.
 """
 
 from __future__ import annotations

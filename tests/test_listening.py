@@ -8,12 +8,7 @@ from typing import Any
 import pytest
 
 from flowgate.listening import port_is_free, reuse_port_socket
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.gateway import free_port
 
 
 def test_a_host_name_binds_ipv4_even_when_ipv6_is_listed_first(
@@ -30,7 +25,7 @@ def test_a_host_name_binds_ipv4_even_when_ipv6_is_listed_first(
         return found
 
     monkeypatch.setattr(socket, "getaddrinfo", ipv6_first)
-    port = _free_port()
+    port = free_port()
     assert port_is_free("localhost", port)
     with reuse_port_socket("localhost", port) as first, reuse_port_socket("localhost", port):
         assert first.family == socket.AF_INET
@@ -42,7 +37,7 @@ def test_a_host_name_binds_ipv4_even_when_ipv6_is_listed_first(
 
 
 def test_an_ipv6_address_binds_ipv6() -> None:
-    port = _free_port()
+    port = free_port()
     with reuse_port_socket("::1", port) as sock:
         assert sock.family == socket.AF_INET6
         assert sock.getsockname()[:2] == ("::1", port)

@@ -27,11 +27,11 @@ With ``--seconds 20 --warmup 10`` a run takes ~90 s.
 Under load flowgate also does work once a second that it does not do idle (the
 account snapshot, the token cache, the WAL checkpoint: ~8 M instructions per second
 under callgrind), so *net* still holds that work divided by the requests of the window.
-Closed-loop, the number of requests in a window moves with the VM (204-289 in 20 s on
-one AMD EPYC VM), and net per request moved with it (5.76-6.52 M for code differing by
+Closed-loop, the number of requests in a window moves with the VM (190-289 in 20 s on
+one AMD EPYC VM), and net per request moved with it (5.76-6.17 M for code differing by
 < 1 %). ``--rate`` sends a fixed number of requests per second instead (open loop, at
 most ``--concurrency`` at once), so two versions share that work over as many requests:
-six runs at ``--rate 8`` gave 6.57-6.67 M. Compare runs made at the same rate only.
+eight runs at ``--rate 8`` gave 6.55-6.67 M. Compare runs made at the same rate only.
 """
 
 from __future__ import annotations

@@ -200,9 +200,9 @@ async def plans(engine: AsyncEngine) -> list[str]:
             f"SELECT * FROM job_events WHERE user_id = {USER_ID} AND finished_at >= {since} "
             "ORDER BY finished_at DESC LIMIT 40"
         ),
+        # No ORDER BY, as in flowgate.storage.stats.running_jobs (which sorts in Python).
         "running jobs (executing, history)": (
-            f"SELECT * FROM jobs WHERE user_id = {USER_ID} AND status IN ('created', 'started') "
-            "ORDER BY created_at"
+            f"SELECT * FROM jobs WHERE user_id = {USER_ID} AND status IN ('created', 'started')"
         ),
         "running jobs per account": (
             "SELECT account_email, kind, count(*) FROM jobs WHERE user_id = "

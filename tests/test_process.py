@@ -20,9 +20,14 @@ from tests.fixtures_sandbox import sandbox_url  # noqa: F401
 from tests.gateway import Gateway
 
 
-def _run(code: str) -> str:
+def _run(code: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
     ).stdout.strip()
 
 
@@ -72,14 +77,7 @@ def test_the_operators_malloc_settings_win() -> None:
         ("MALLOC_MMAP_THRESHOLD_", "1048576"),
         ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576"),
     ):
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, variable: value},
-        )
-        assert result.stdout.strip() == "False", variable
+        assert _run(code, env={**os.environ, variable: value}) == "False", variable
 
 
 def test_open_file_limit_is_raised_to_the_hard_limit() -> None:

@@ -78,6 +78,22 @@ def supports_model(account: Account, model: str) -> bool:
     return upstream in account.models
 
 
+@dataclass(frozen=True, slots=True)
+class _AccountView:
+    """What a snapshot says about one account for one model and kind, read once."""
+
+    account: Account
+    account_id: int
+    email: str
+    max_concurrency: int
+    healthy: bool
+    supports_model: bool
+    others_executing: int  # other instances' running jobs on it
+    failed: int
+    rate_limited: int
+    entries: tuple[QuarantineEntry, ...]  # for this model or all, live or not
+
+
 @dataclass
 class _Snapshot:
     """What the database said about one user's accounts, at ``taken``."""
@@ -88,6 +104,41 @@ class _Snapshot:
     executing_db: dict[tuple[str, str], int]
     executing_local: dict[int, int]
     quarantine: list[QuarantineEntry]
+    # Per (model, kind): the accounts as candidates need them. Every request of the
+    # snapshot's second reads the same ORM attributes otherwise.
+    views: dict[tuple[str, str], tuple[_AccountView, ...]] = field(default_factory=dict)
+
+    def views_for(self, model: str, kind: str) -> tuple[_AccountView, ...]:
+        """The accounts' views for ``model`` and ``kind`` (built on first use)."""
+        views = self.views.get((model, kind))
+        if views is None:
+            views = self.views[(model, kind)] = tuple(
+                self._view(account, model, kind) for account in self.accounts
+            )
+        return views
+
+    def _view(self, a: Account, model: str, kind: str) -> _AccountView:
+        counts = self.counts.get((a.email, kind), stat_rows.EventCounts())
+        return _AccountView(
+            account=a,
+            account_id=a.id,
+            email=a.email,
+            max_concurrency=a.max_concurrency,
+            healthy=a.health == HEALTH_OK,
+            supports_model=supports_model(a, model),
+            # What this instance ran when the snapshot was read is in the database's
+            # count too; its running count now is added per request.
+            others_executing=max(
+                0, self.executing_db.get((a.email, kind), 0) - self.executing_local.get(a.id, 0)
+            ),
+            failed=counts.failed,
+            rate_limited=counts.rate_limited,
+            entries=tuple(
+                e
+                for e in self.quarantine
+                if e.account_id == a.id and e.model in (model, ALL_MODELS)
+            ),
+        )
 
 
 def _iso(moment: datetime) -> str:
@@ -181,42 +232,29 @@ class AccountPicker:
 
     def candidates(self, snap: _Snapshot, *, model: str, kind: str) -> list[Candidate]:
         """Every account of the snapshot as a candidate for ``model``."""
-        now = self.clock()
-        result = []
-        for a in snap.accounts:
-            counts = snap.counts.get((a.email, kind), stat_rows.EventCounts())
-            # Other instances' running jobs, plus what this instance runs right now.
-            others = max(
-                0, snap.executing_db.get((a.email, kind), 0) - snap.executing_local.get(a.id, 0)
-            )
-            entry = self._quarantine_for(snap, a.id, model, now)
-            result.append(
-                Candidate(
-                    account_id=a.id,
-                    email=a.email,
-                    healthy=a.health == HEALTH_OK,
-                    supports_model=supports_model(a, model),
-                    has_room=self.board.has_room(a.id, a.max_concurrency),
-                    executing=others + self.board.executing(a.id),
-                    failed=counts.failed,
-                    rate_limited=counts.rate_limited,
-                    quarantine_reason=entry.reason if entry else None,
-                    quarantine_model=entry.model if entry else None,
-                    quarantine_until=entry.until if entry else None,
-                )
-            )
-        return result
+        return [self._candidate(view) for view in snap.views_for(model, kind)]
 
-    @staticmethod
-    def _quarantine_for(
-        snap: _Snapshot, account_id: int, model: str, now: datetime
-    ) -> QuarantineEntry | None:
-        matching = [
-            e
-            for e in snap.quarantine
-            if e.account_id == account_id and e.until > now and e.model in (model, ALL_MODELS)
-        ]
-        return max(matching, key=lambda e: e.until) if matching else None
+    def _candidate(self, view: _AccountView) -> Candidate:
+        entry = self._live_entry(view.entries) if view.entries else None
+        return Candidate(
+            account_id=view.account_id,
+            email=view.email,
+            healthy=view.healthy,
+            supports_model=view.supports_model,
+            has_room=self.board.has_room(view.account_id, view.max_concurrency),
+            executing=view.others_executing + self.board.executing(view.account_id),
+            failed=view.failed,
+            rate_limited=view.rate_limited,
+            quarantine_reason=entry.reason if entry else None,
+            quarantine_model=entry.model if entry else None,
+            quarantine_until=entry.until if entry else None,
+        )
+
+    def _live_entry(self, entries: tuple[QuarantineEntry, ...]) -> QuarantineEntry | None:
+        """The entry that ends last among those not yet over."""
+        now = self.clock()
+        live = [e for e in entries if e.until > now]
+        return max(live, key=lambda e: e.until) if live else None
 
     async def acquire(
         self,
@@ -239,27 +277,28 @@ class AccountPicker:
                 raise AccountNotFound(email)
             return await self._take_explicit(account)
         snap = await self._snapshot(user_id)
-        accounts = [a for a in snap.accounts if a.email not in exclude]
         if not snap.accounts:
             raise NotFound(
                 "No Google Flow account configured: add one with POST /v1/google-flow/accounts "
                 '({"email": ..., "provider": "gemini", "apiKey": ...})'
             )
-        by_id = {a.id: a for a in accounts}
-        candidates = [
-            c for c in self.candidates(snap, model=model, kind=kind) if c.account_id in by_id
-        ]
+        views = {
+            view.account_id: view
+            for view in snap.views_for(model, kind)
+            if view.email not in exclude
+        }
+        candidates = [self._candidate(view) for view in views.values()]
         selection = select_account(candidates, model, self._rng)
         if selection.chosen is not None:
-            chosen = by_id[selection.chosen.account_id]
-            self.board.take(chosen.id, chosen.max_concurrency)
-            return Lease(chosen, self.board)
+            chosen = views[selection.chosen.account_id]
+            self.board.take(chosen.account_id, chosen.max_concurrency)
+            return Lease(chosen.account, self.board)
         if selection.waitable:
             got = await self.board.wait_for_any(
                 frozenset(c.account_id for c in selection.waitable), self._queue_timeout
             )
             if got is not None:
-                return Lease(by_id[got], self.board)
+                return Lease(views[got].account, self.board)
             raise Busy(
                 "All eligible accounts are busy (maxConcurrency reached) and no slot freed in "
                 f"{self._queue_timeout:g} s; retry later, raise maxConcurrency or add accounts",

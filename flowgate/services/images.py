@@ -55,7 +55,7 @@ from flowgate.services.users import Caller
 from flowgate.start_gate import leave_start_phase
 from flowgate.storage import media_rows
 from flowgate.storage.models import Account, Job, Media
-from flowgate.storage.writes import insert_row
+from flowgate.storage.writes import insert_values
 
 log = logging.getLogger("flowgate.images")
 
@@ -296,9 +296,9 @@ class ImageService:
                 kept = [await self._keep(outputs[0].data)]
             else:
                 kept = await asyncio.gather(*(self._keep(image.data) for image in outputs))
-            rows: list[Media] = []
+            rows: list[dict[str, Any]] = []
             for seed, image, (digest, width, height) in zip(seeds, outputs, kept, strict=False):
-                row = self._media.row(
+                row = self._media.values(
                     user_id=caller.user_id,
                     data=image.data,
                     kind="image",
@@ -315,7 +315,7 @@ class ImageService:
                 rows.append(row)
                 media_entries.append(
                     self._media_entry(
-                        caller, account, row, spec, seed, aspect, workflow_id, references
+                        caller, account, row["id"], spec, seed, aspect, workflow_id, references
                     )
                 )
             response = {"media": media_entries}
@@ -327,7 +327,7 @@ class ImageService:
                 job,
                 response,
                 refund=unit_price * missing,
-                with_writes=[*(insert_row(row) for row in rows), event],
+                with_writes=[*(insert_values(Media, row) for row in rows), event],
             )
         except Exception as exc:
             # Whatever went wrong, the job must not stay ``started``.
@@ -450,16 +450,16 @@ class ImageService:
     def _media_entry(
         caller: Caller,
         account: Account,
-        row: Media,
+        media_id: str,
         spec: ImageRequestSpec,
         seed: int,
         aspect: str,
         workflow_id: str,
         references: list[LoadedReference],
     ) -> dict[str, Any]:
-        mgid = media_generation_id(caller.user_id, account.email, "image", row.id)
+        mgid = media_generation_id(caller.user_id, account.email, "image", media_id)
         return {
-            "name": row.id,
+            "name": media_id,
             "workflowId": workflow_id,
             "image": {
                 "generatedImage": {

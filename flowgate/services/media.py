@@ -78,7 +78,7 @@ class MediaService:
         self._ttl = url_ttl_seconds
 
     @staticmethod
-    def row(
+    def values(
         *,
         user_id: int,
         data: bytes,
@@ -95,26 +95,36 @@ class MediaService:
         media_id: str | None = None,
         upscale_of: str | None = None,
         upscale_resolution: str | None = None,
-    ) -> Media:
-        """The metadata row of bytes already stored under ``digest`` (not yet written)."""
-        return Media(
-            id=media_id or new_media_id(),
-            user_id=user_id,
-            account_email=account_email,
-            kind=kind,
-            source=source,
-            mime=mime,
-            size=len(data),
-            width=width,
-            height=height,
-            sha256=digest,
-            model=model,
-            job_id=job_id,
-            extra=extra or {},
-            upscale_of=upscale_of,
-            upscale_resolution=upscale_resolution,
-            created_at=datetime.now(UTC),
-        )
+    ) -> dict[str, Any]:
+        """The column values of the metadata row of bytes already stored under ``digest``.
+
+        For :func:`~flowgate.storage.writes.insert_values`: on the image path an ORM
+        object would be built only to be read back (its attribute events cost more than
+        the INSERT's Python side).
+        """
+        return {
+            "id": media_id or new_media_id(),
+            "user_id": user_id,
+            "account_email": account_email,
+            "kind": kind,
+            "source": source,
+            "mime": mime,
+            "size": len(data),
+            "width": width,
+            "height": height,
+            "sha256": digest,
+            "model": model,
+            "job_id": job_id,
+            "extra": extra or {},
+            "upscale_of": upscale_of,
+            "upscale_resolution": upscale_resolution,
+            "created_at": datetime.now(UTC),
+        }
+
+    @staticmethod
+    def row(**fields: Any) -> Media:
+        """The metadata row (not yet written) of :meth:`values`' ``fields``."""
+        return Media(**MediaService.values(**fields))
 
     async def insert(self, *rows: Media) -> None:
         """Commit metadata rows (their files were stored first with :meth:`put`)."""

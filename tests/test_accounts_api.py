@@ -258,3 +258,40 @@ def test_healthz_and_openapi(gateway: Gateway) -> None:
     ]
     assert len(operation_ids) == len(set(operation_ids)), sorted(operation_ids)
     assert "get_media_media__media_id__head" in operation_ids
+
+
+def test_openapi_declares_the_token_as_a_security_scheme(gateway: Gateway) -> None:
+    # Generated clients take a scheme's token once, as configuration; a header parameter
+    # would make every method take it as an argument.
+    spec = httpx.get(f"{gateway.base_url}/openapi.json").json()
+    assert spec["components"]["securitySchemes"] == {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "A flowgate API token"},
+        "x-api-key": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "x-api-key",
+            "description": "A flowgate API token",
+        },
+    }
+    secured = {
+        (method, path): operation["security"]
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+        if "security" in operation
+    }
+    assert secured[("post", "/v1/google-flow/images")] == [{"bearer": []}]
+    assert secured[("post", "/v1/images/generations")] == [{"bearer": []}]
+    assert secured[("post", "/api/v1/client/job/CreateTask")] == [{"x-api-key": []}]
+    assert ("get", "/healthz") not in secured
+    header_params = [
+        (path, param["name"])
+        for path, methods in spec["paths"].items()
+        for operation in methods.values()
+        for param in operation.get("parameters", [])
+        if param["in"] == "header" and param["name"].lower() in ("authorization", "x-api-key")
+    ]
+    assert header_params == []
+    # The documented scheme is the one enforced: no token, 401 on every secured GET.
+    for (method, path), _ in secured.items():
+        if method == "get" and "{" not in path:
+            assert httpx.get(f"{gateway.base_url}{path}").status_code == 401, path

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
 
 from flowgate.runtime import Runtime
 from flowgate.services.users import Caller
@@ -22,13 +24,22 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime_of(request)
 
 
-async def get_caller(
-    request: Request,
-    authorization: Annotated[str | None, Header(description="Bearer API token")] = None,
-) -> Caller:
-    """The user behind ``Authorization: Bearer``; 401/402 otherwise."""
-    return await runtime_of(request).users.authenticate(authorization)
+class BearerCaller(SecurityBase):
+    """The user behind ``Authorization: Bearer``; 401/402 otherwise.
+
+    A security scheme, so OpenAPI documents the token once (``bearer``) and generated
+    clients take it as configuration. It reads the header itself: a declared header
+    parameter costs FastAPI a validation on every request (~0.1 M instructions).
+    """
+
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel(description="A flowgate API token")
+        self.scheme_name = "bearer"
+
+    async def __call__(self, request: Request) -> Caller:
+        return await runtime_of(request).users.authenticate(request.headers.get("authorization"))
 
 
+get_caller = BearerCaller()
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.responses import JSONResponse
+from fastapi.security.base import SecurityBase
 
 from flowgate.api.body import read_fields
 from flowgate.api.deps import RuntimeDep, runtime_of
@@ -32,16 +34,24 @@ def ok(data: Any) -> dict[str, Any]:
     return {"code": 200, "message": "success", "data": data}
 
 
-async def task_caller(
-    request: Request, x_api_key: Annotated[str | None, Header()] = None
-) -> Caller:
-    """The user behind ``x-api-key`` (a flowgate API token)."""
-    if not x_api_key:
-        raise Unauthorized()
-    return await runtime_of(request).users.authenticate(f"Bearer {x_api_key}")
+class ApiKeyCaller(SecurityBase):
+    """The user behind ``x-api-key`` (a flowgate API token); documented in OpenAPI as
+    an API key scheme, read from the headers as :class:`~flowgate.api.deps.BearerCaller`."""
+
+    def __init__(self) -> None:
+        self.model = APIKey(
+            **{"in": APIKeyIn.header}, name="x-api-key", description="A flowgate API token"
+        )
+        self.scheme_name = "x-api-key"
+
+    async def __call__(self, request: Request) -> Caller:
+        api_key = request.headers.get("x-api-key")
+        if not api_key:
+            raise Unauthorized()
+        return await runtime_of(request).users.authenticate(f"Bearer {api_key}")
 
 
-TaskCaller = Annotated[Caller, Depends(task_caller)]
+TaskCaller = Annotated[Caller, Depends(ApiKeyCaller())]
 router = APIRouter(
     prefix="/api/v1/client", tags=["tasks"], route_class=route_class_rendering(task_error)
 )

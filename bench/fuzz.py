@@ -27,7 +27,7 @@ from bench.servers import Flowgate, Sandbox, Scratch, machine_line
 
 DEFAULT_CHECKS = (
     "not_a_server_error,response_schema_conformance,content_type_conformance,"
-    "status_code_conformance,negative_data_rejection"
+    "status_code_conformance,negative_data_rejection,ignored_auth"
 )
 
 

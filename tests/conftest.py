@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.gateway import BACKENDS, Gateway, dispose_gateway, make_gateway
+from tests.gateway import (
+    BACKENDS,
+    Gateway,
+    create_pg_database,
+    dispose_gateway,
+    drop_pg_database,
+    make_gateway,
+)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -34,3 +42,14 @@ def gateway_factory() -> Iterator[Callable[..., Gateway]]:
     yield factory
     for gw in made:
         dispose_gateway(gw)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty database: a SQLite file, or a PostgreSQL database dropped after."""
+    if request.param == "postgres":
+        url = create_pg_database()
+        yield url
+        drop_pg_database(url)
+    else:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'flowgate.sqlite'}"

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from flowgate.storage.migrate import MIGRATIONS_DIR, SCHEMA_HEAD
-from tests.gateway import BACKENDS, create_pg_database, drop_pg_database
 
 # Runs migrate() in a new process; prints the revision and whether Alembic was imported.
 PROBE = """
@@ -38,16 +34,6 @@ def test_schema_head_is_the_newest_migration() -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "postgres":
-        url = create_pg_database()
-        yield url
-        drop_pg_database(url)
-    else:
-        yield f"sqlite+aiosqlite:///{tmp_path / 'migrations.sqlite'}"
 
 
 def _migrate_in_new_process(url: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,24 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from flowgate.storage.db import create_engine, session_factory
 from flowgate.storage.migrate import migrate
 from flowgate.storage.models import Job, User
-from tests.gateway import BACKENDS, create_pg_database, drop_pg_database
 
 
-@pytest.fixture(params=BACKENDS)
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = (
-        create_pg_database()
-        if request.param == "postgres"
-        else f"sqlite+aiosqlite:///{tmp_path / 'models.sqlite'}"
-    )
-    engine = create_engine(url)
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
     await migrate(engine)
     try:
         yield engine
     finally:
         await engine.dispose()
-        if request.param == "postgres":
-            drop_pg_database(url)
 
 
 def test_an_unknown_column_name_is_refused_with_its_name() -> None:

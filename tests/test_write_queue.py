@@ -40,22 +40,16 @@ from flowgate.storage.write_queue import (
     WriteQueue,
 )
 from flowgate.storage.writes import insert_row, insert_values, together, update_job
-from tests.gateway import BACKENDS, create_pg_database, drop_pg_database, psql
+from tests.gateway import create_pg_database, drop_pg_database, psql
 
 
-@pytest.fixture(params=BACKENDS)
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "postgres":
-        url = create_pg_database()
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'queue.sqlite'}"
-    engine = await prepared_engine(url)
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = await prepared_engine(database_url)
     try:
         yield engine
     finally:
         await engine.dispose()
-        if request.param == "postgres":
-            drop_pg_database(url)
 
 
 async def prepared_engine(url: str) -> AsyncEngine:

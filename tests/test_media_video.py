@@ -181,8 +181,8 @@ async def test_to_gif_is_animated_and_fits_the_width(landscape_clip: bytes) -> N
     gif = await to_gif(landscape_clip, max_width=160, fps=10)
     with Image.open(io.BytesIO(gif)) as image:
         assert image.format == "GIF"
-        assert image.is_animated
-        assert image.n_frames == 40
+        assert getattr(image, "is_animated", False)  # only animated formats have it
+        assert getattr(image, "n_frames", 1) == 40
         assert image.size == (160, 90)
         assert image.info.get("loop") == 0
 

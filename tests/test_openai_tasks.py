@@ -46,10 +46,13 @@ def test_openai_generations_edits_and_models(gateway: Gateway) -> None:
     _, token = new_user(gateway)
     client = openai.OpenAI(api_key=token, base_url=f"{gateway.base_url}/v1")
     result = client.images.generate(model="nano-banana-2", prompt="a lemon", n=2, size="1792x1024")
-    assert len(result.data) == 2
-    picture = Image.open(io.BytesIO(httpx.get(result.data[0].url).content))
+    assert result.data is not None and len(result.data) == 2
+    url = result.data[0].url
+    assert url
+    picture = Image.open(io.BytesIO(httpx.get(url).content))
     assert picture.width > picture.height
     as_b64 = client.images.generate(model="imagen-4", prompt="a lime", response_format="b64_json")
+    assert as_b64.data is not None and as_b64.data[0].b64_json
     square = Image.open(io.BytesIO(base64.b64decode(as_b64.data[0].b64_json)))
     assert square.width == square.height
     edited = client.images.edit(
@@ -58,7 +61,7 @@ def test_openai_generations_edits_and_models(gateway: Gateway) -> None:
         prompt="make it blue",
         size="1024x1024",
     )
-    assert len(edited.data) == 1 and edited.data[0].url
+    assert edited.data is not None and len(edited.data) == 1 and edited.data[0].url
     ids = [m.id for m in client.models.list().data]
     assert {"imagen-4", "nano-banana-2", "nano-banana-pro"} <= set(ids)
 

@@ -244,7 +244,7 @@ def test_extend_concatenate_gif(gateway: Gateway) -> None:
         gif = client.post("/v1/google-flow/videos/gif", json={"mediaGenerationId": first})
         assert gif.status_code == 200
         image = Image.open(io.BytesIO(base64.b64decode(gif.json()["encodedGif"])))
-        assert image.format == "GIF" and image.n_frames > 1
+        assert image.format == "GIF" and getattr(image, "n_frames", 1) > 1
         picture = upload(client, png()).json()["mediaGenerationId"]["mediaGenerationId"]
         wrong = client.post("/v1/google-flow/videos/gif", json={"mediaGenerationId": picture})
         assert wrong.status_code == 400

@@ -7,12 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.responses import JSONResponse
-from fastapi.security.base import SecurityBase
 
 from flowgate.api.body import read_fields
-from flowgate.api.deps import RuntimeDep, runtime_of
+from flowgate.api.deps import RuntimeDep, TokenCaller
 from flowgate.api.errors import route_class_rendering
-from flowgate.domain.errors import FlowgateError, Unauthorized
+from flowgate.domain.errors import FlowgateError
 from flowgate.services.users import Caller
 
 # flowgate's statuses in the seed's code vocabulary (400 validation → 422).
@@ -34,24 +33,12 @@ def ok(data: Any) -> dict[str, Any]:
     return {"code": 200, "message": "success", "data": data}
 
 
-class ApiKeyCaller(SecurityBase):
-    """The user behind ``x-api-key`` (a flowgate API token); documented in OpenAPI as
-    an API key scheme, read from the headers as :class:`~flowgate.api.deps.BearerCaller`."""
-
-    def __init__(self) -> None:
-        self.model = APIKey(
-            **{"in": APIKeyIn.header}, name="x-api-key", description="A flowgate API token"
-        )
-        self.scheme_name = "x-api-key"
-
-    async def __call__(self, request: Request) -> Caller:
-        api_key = request.headers.get("x-api-key")
-        if not api_key:
-            raise Unauthorized()
-        return await runtime_of(request).users.authenticate(f"Bearer {api_key}")
-
-
-TaskCaller = Annotated[Caller, Depends(ApiKeyCaller())]
+task_caller = TokenCaller(
+    APIKey(**{"in": APIKeyIn.header}, name="x-api-key", description="A flowgate API token"),
+    "x-api-key",
+    header="x-api-key",
+)
+TaskCaller = Annotated[Caller, Depends(task_caller)]
 router = APIRouter(
     prefix="/api/v1/client", tags=["tasks"], route_class=route_class_rendering(task_error)
 )

@@ -15,10 +15,16 @@ Each is run first straight to the sandbox (``direct``: the upstream call itself,
 load generator, same machine, same run), then through flowgate; the latency flowgate
 adds is its p50/p99 minus the direct run's.
 
+The first burst finds flowgate with no open upstream connection, so it opens 2,000
+while the direct run's load generator had opened its own before. ``--bursts N`` sends
+N bursts through flowgate, 2 s apart: the later ones find the first one's connections
+still open (kept 30 s), which shows what the connecting costs of the added latency.
+
     .venv/bin/python -m bench.held [--clients 2000] [--delay 10000] [--backend sqlite|postgres]
                                    [--arrival both|burst|steady] [--profile FILE]
                                    [--profile-seconds S]   # e.g. 2: the burst's way in
                                    [--workers N]   # FLOWGATE_WORKERS, PostgreSQL only
+                                   [--bursts N]    # N bursts through flowgate, 2 s apart
 
 Reports: how many succeeded, flowgate's RSS when idle (after start and a few warm-up
 requests) and at peak (``VmHWM``, and the highest ``VmRSS`` sampled every 0.2 s), its
@@ -147,6 +153,13 @@ def main() -> None:
     parser.add_argument("--arrival", default="both", choices=("both", "burst", "steady"))
     parser.add_argument("--workers", type=int, default=1, help="FLOWGATE_WORKERS (PostgreSQL)")
     parser.add_argument(
+        "--bursts",
+        type=int,
+        default=1,
+        help="bursts sent through flowgate, 2 s apart (later ones reuse its open upstream "
+        "connections)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -200,7 +213,7 @@ def main() -> None:
         return result
 
     direct: dict[str, Any] = {}
-    through: dict[str, Any] = {}
+    through: dict[str, list[Any]] = {}
     with Scratch() as work, Sandbox(work, delay_ms=args.delay).start() as sandbox:
         for arrival in arrivals:
             direct[arrival] = load(
@@ -245,10 +258,17 @@ def main() -> None:
             )
             with RssSampler(processes) as sampler:
                 for arrival in arrivals:
-                    through[arrival] = load(
-                        sandbox, arrival, gateway.port, flowgate_request(gateway.token), pids
-                    )
-                    time.sleep(2)
+                    for _ in range(args.bursts if arrival == "burst" else 1):
+                        through.setdefault(arrival, []).append(
+                            load(
+                                sandbox,
+                                arrival,
+                                gateway.port,
+                                flowgate_request(gateway.token),
+                                pids,
+                            )
+                        )
+                        time.sleep(2)
             if spy is not None:
                 spy.wait()
             after = sum(rss_mb(pid) for pid in processes)
@@ -268,7 +288,12 @@ def main() -> None:
         f"open files peak {max(sampler.fds, default=0)}"
     )
     for arrival in arrivals:
-        report(arrival, direct[arrival], through[arrival], float(args.delay))
+        runs = through[arrival]
+        for n, run in enumerate(runs, start=1):
+            name = arrival if len(runs) == 1 else f"{arrival} {n} of {len(runs)}"
+            if n > 1:
+                name += " (upstream connections already open)"
+            report(name, direct[arrival], run, float(args.delay))
     if args.profile and args.profile.exists():
         print(summarize_profile(args.profile, top=40))
 

@@ -9,6 +9,7 @@ import pytest
 from flowgate.domain.errors import InvalidRequest
 from flowgate.domain.ids import media_generation_id
 from flowgate.domain.video_request import parse_video_request, video_request_echo
+from flowgate.domain.video_tools_request import parse_extend_request
 
 
 def image_id(
@@ -79,7 +80,12 @@ def test_video_rejections() -> None:
     assert "referenceImage_1 to referenceImage_3" in video_rejected(
         {"prompt": "p", "referenceImage_4": image_id()}
     )
-    assert "count must be an integer from 1 to 4" in video_rejected({"prompt": "p", "count": 5})
+    assert "count must be an integer from 1 to 4 (default 1); got 5" in video_rejected(
+        {"prompt": "p", "count": 5}
+    )
+    assert "seed must be an integer from 0 to 2147483647; got -1" in video_rejected(
+        {"prompt": "p", "seed": -1}
+    )
     assert "image model" in video_rejected({"prompt": "p", "model": "imagen-4"})
     assert "Veo 3.1 renders landscape" in video_rejected({"prompt": "p", "aspectRatio": "square"})
     assert "prompt is required" in video_rejected({"model": "veo-3.1-fast"})
@@ -111,6 +117,22 @@ def test_video_duration_rules() -> None:
     assert parse_video_request({"prompt": "p", "duration": 4}).duration == 4
     assert parse_video_request({"prompt": "p", "duration": "6"}, form=True).duration == 6
     assert "duration" in video_rejected({"prompt": "p", "duration": 5})
-    assert "duration" in video_rejected({"prompt": "p", "duration": 10})
+    assert "duration must be an integer from 4 to 8 (default 8); got 10" in video_rejected(
+        {"prompt": "p", "duration": 10}
+    )
     refs = {"referenceImage_1": image_id("r1"), "duration": 4}
     assert "duration must be 8" in video_rejected({"prompt": "p", **refs})
+
+
+def test_extend_count_and_seed() -> None:
+    source = {"mediaGenerationId": video_id(), "prompt": "and then"}
+    spec = parse_extend_request(source)
+    assert (spec.count, spec.seed) == (1, None)
+    form = parse_extend_request({**source, "count": "2", "seed": ""}, form=True)
+    assert (form.count, form.seed) == (2, None)  # an empty multipart field is not sent
+    with pytest.raises(InvalidRequest) as caught:
+        parse_extend_request({**source, "count": 5})
+    assert "count must be an integer from 1 to 4 (default 1); got 5" in caught.value.message
+    with pytest.raises(InvalidRequest) as caught:
+        parse_extend_request({**source, "seed": "7"})
+    assert "send it as a JSON number (7), not a string" in caught.value.message

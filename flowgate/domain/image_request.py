@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlsplit
 
 from flowgate.domain.captcha import CAPTCHA_FIELDS, validate_captcha_fields
@@ -193,6 +193,36 @@ def read_integer(
     if not minimum <= number <= maximum:
         raise InvalidRequest(f"{rule}; got {number}")
     return number
+
+
+@overload
+def read_optional_integer(
+    data: Mapping[str, Any], field: str, *, form: bool, minimum: int, maximum: int, default: int
+) -> int: ...
+@overload
+def read_optional_integer(
+    data: Mapping[str, Any], field: str, *, form: bool, minimum: int, maximum: int, default: None
+) -> int | None: ...
+def read_optional_integer(
+    data: Mapping[str, Any],
+    field: str,
+    *,
+    form: bool,
+    minimum: int,
+    maximum: int,
+    default: int | None,
+) -> int | None:
+    """``data[field]`` read with :func:`read_integer`, or ``default`` when not sent.
+
+    A ``default`` is named in the error message, so a client knows it may leave it out.
+    """
+    value = data.get(field)
+    if is_absent(value, form=form):
+        return default
+    note = "" if default is None else f" (default {default})"
+    return read_integer(
+        value, field=field, form=form, minimum=minimum, maximum=maximum, default_note=note
+    )
 
 
 def read_string(value: Any, *, field: str, form: bool) -> str:
@@ -427,24 +457,11 @@ def parse_image_request(data: Mapping[str, Any], *, form: bool = False) -> Image
         data.get("aspectRatio"), model=model, reference_count=len(references), form=form
     )
 
-    raw_count = data.get("count")
-    count = (
-        DEFAULT_COUNT
-        if is_absent(raw_count, form=form)
-        else read_integer(
-            raw_count,
-            field="count",
-            form=form,
-            minimum=COUNT_MIN,
-            maximum=COUNT_MAX,
-            default_note=f" (default {DEFAULT_COUNT})",
-        )
+    count = read_optional_integer(
+        data, "count", form=form, minimum=COUNT_MIN, maximum=COUNT_MAX, default=DEFAULT_COUNT
     )
-    raw_seed = data.get("seed")
-    seed = (
-        None
-        if is_absent(raw_seed, form=form)
-        else read_integer(raw_seed, field="seed", form=form, minimum=SEED_MIN, maximum=SEED_MAX)
+    seed = read_optional_integer(
+        data, "seed", form=form, minimum=SEED_MIN, maximum=SEED_MAX, default=None
     )
 
     # Each character bundles 1-2 images; here it counts as one, the service

@@ -42,7 +42,7 @@ from flowgate.domain.image_request import (
     is_absent,
     read_email,
     read_image_media_id,
-    read_integer,
+    read_optional_integer,
     read_prompt,
     read_reply_ref,
     read_reply_url,
@@ -190,39 +190,21 @@ def parse_video_request(
         if is_absent(raw_ratio, form=form)
         else normalize_video_aspect_ratio(read_string(raw_ratio, field="aspectRatio", form=form))
     )
-    raw_count = data.get("count")
-    count = (
-        DEFAULT_VIDEO_COUNT
-        if is_absent(raw_count, form=form)
-        else read_integer(
-            raw_count,
-            field="count",
-            form=form,
-            minimum=VIDEO_COUNT_MIN,
-            maximum=VIDEO_COUNT_MAX,
-            default_note=f" (default {DEFAULT_VIDEO_COUNT})",
-        )
+    count = read_optional_integer(
+        data,
+        "count",
+        form=form,
+        minimum=VIDEO_COUNT_MIN,
+        maximum=VIDEO_COUNT_MAX,
+        default=DEFAULT_VIDEO_COUNT,
     )
-    raw_duration = data.get("duration")
-    duration = (
-        DEFAULT_VIDEO_DURATION
-        if is_absent(raw_duration, form=form)
-        else read_integer(
-            raw_duration,
-            field="duration",
-            form=form,
-            minimum=4,
-            maximum=8,
-            default_note=f" (default {DEFAULT_VIDEO_DURATION})",
-        )
+    duration = read_optional_integer(
+        data, "duration", form=form, minimum=4, maximum=8, default=DEFAULT_VIDEO_DURATION
     )
     if duration not in VIDEO_DURATIONS:
         raise InvalidRequest("duration must be 4, 6 or 8 (seconds; default 8)")
-    raw_seed = data.get("seed")
-    seed = (
-        None
-        if is_absent(raw_seed, form=form)
-        else read_integer(raw_seed, field="seed", form=form, minimum=SEED_MIN, maximum=SEED_MAX)
+    seed = read_optional_integer(
+        data, "seed", form=form, minimum=SEED_MIN, maximum=SEED_MAX, default=None
     )
 
     start_image = _optional_image(data, "startImage", form)

@@ -15,7 +15,7 @@ from flowgate.domain.image_request import (
     SEED_MAX,
     SEED_MIN,
     is_absent,
-    read_integer,
+    read_optional_integer,
     read_prompt,
     read_reply_ref,
     read_reply_url,
@@ -99,19 +99,9 @@ def parse_extend_request(data: Mapping[str, Any], *, form: bool = False) -> Exte
         if raw_model is not None
         else DEFAULT_VIDEO_MODEL
     ).name
-    raw_count = _optional(data, "count", form=form)
-    count = (
-        1
-        if raw_count is None
-        else read_integer(
-            raw_count, field="count", form=form, minimum=1, maximum=4, default_note=" (default 1)"
-        )
-    )
-    raw_seed = _optional(data, "seed", form=form)
-    seed = (
-        None
-        if raw_seed is None
-        else read_integer(raw_seed, field="seed", form=form, minimum=SEED_MIN, maximum=SEED_MAX)
+    count = read_optional_integer(data, "count", form=form, minimum=1, maximum=4, default=1)
+    seed = read_optional_integer(
+        data, "seed", form=form, minimum=SEED_MIN, maximum=SEED_MAX, default=None
     )
     raw_url = _optional(data, "replyUrl", form=form)
     raw_ref = _optional(data, "replyRef", form=form)

@@ -258,16 +258,10 @@ def main() -> None:
             )
             with RssSampler(processes) as sampler:
                 for arrival in arrivals:
+                    runs = through[arrival] = []
                     for _ in range(args.bursts if arrival == "burst" else 1):
-                        through.setdefault(arrival, []).append(
-                            load(
-                                sandbox,
-                                arrival,
-                                gateway.port,
-                                flowgate_request(gateway.token),
-                                pids,
-                            )
-                        )
+                        template = flowgate_request(gateway.token)
+                        runs.append(load(sandbox, arrival, gateway.port, template, pids))
                         time.sleep(2)
             if spy is not None:
                 spy.wait()

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -342,8 +343,12 @@ class _OneStatement:
     values: tuple[Any, ...]
 
 
+@functools.lru_cache(maxsize=1024)
 def _renumbered(sql: str, offset: int) -> str:
-    """``sql`` with its parameters ``$1``… moved up by ``offset``."""
+    """``sql`` with its parameters ``$1``… moved up by ``offset``.
+
+    Cached: a batch's parts are a few compiled statements at a few offsets, and the
+    substitution cost about half of building the batch's one statement."""
     return _NUMBERED_PARAMETER.sub(lambda match: f"${int(match.group(1)) + offset}", sql)
 
 

@@ -1,15 +1,19 @@
 """Migrations at start: a new database gets the schema; one already at the newest
-revision is left alone without loading Alembic."""
+revision is left alone without loading Alembic; data migrations do what they say."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 
+from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
 
-from flowgate.storage.migrate import MIGRATIONS_DIR, SCHEMA_HEAD
+from flowgate.storage.db import create_engine
+from flowgate.storage.migrate import MIGRATIONS_DIR, SCHEMA_HEAD, migrate
 
 # Runs migrate() in a new process; prints the revision and whether Alembic was imported.
 PROBE = """
@@ -47,3 +51,34 @@ def _migrate_in_new_process(url: str) -> str:
 def test_a_new_database_is_migrated_and_a_current_one_left_alone(database_url: str) -> None:
     assert _migrate_in_new_process(database_url) == f"{SCHEMA_HEAD} True"
     assert _migrate_in_new_process(database_url) == f"{SCHEMA_HEAD} False"
+
+
+def _upgrade_to(connection: Connection, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+async def test_webhook_deliveries_given_up_before_0008_are_sent_again(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade_to, "0007")
+            await conn.execute(
+                text(
+                    "INSERT INTO webhook_deliveries (job_id, user_id, url, event, seq, payload,"
+                    " state, attempts, next_attempt_at, created_at) VALUES ('j', 1, 'http://x/h',"
+                    " 'completed', 1, '{}', :state, 12, :at, :at)"
+                ),
+                [
+                    {"state": "dead", "at": datetime(2026, 1, 1, tzinfo=UTC)},
+                    {"state": "delivered", "at": datetime(2026, 1, 1, tzinfo=UTC)},
+                ],
+            )
+        await migrate(engine)
+        async with engine.connect() as conn:
+            states = (await conn.execute(text("SELECT state FROM webhook_deliveries"))).scalars()
+            assert sorted(states) == ["delivered", "pending"]
+    finally:
+        await engine.dispose()

@@ -1,11 +1,20 @@
-"""Webhooks: signed deliveries, retries after receiver failures, order, restarts, SSRF guard."""
+"""Webhooks: signed deliveries, retries until acknowledged, order, restarts, SSRF guard."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import uuid
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from flowgate.providers.http_pool import new_upstream_client
+from flowgate.services.webhooks import MAX_BACKOFF_SECONDS, ROUND_SIZE, WebhookSender
+from flowgate.storage.db import create_engine, session_factory
+from flowgate.storage.migrate import migrate
+from flowgate.storage.models import User, WebhookDelivery
 from tests.gateway import Gateway
 from tests.receiver import Receiver
 
@@ -105,3 +114,96 @@ def test_private_targets_refused_unless_allowed(gateway_factory) -> None:
             resp = client.post("/v1/google-flow/images", json={"prompt": "x", "replyUrl": url})
             assert resp.status_code == 400, url
             assert "private" in resp.json()["error"]
+
+
+async def _outbox(url: str) -> AsyncEngine:
+    """A migrated database holding user 1 (webhook secret ``s``)."""
+    engine = create_engine(url)
+    await migrate(engine)
+    async with session_factory(engine).begin() as session:
+        session.add(User(name="owner", webhook_secret="s"))
+    return engine
+
+
+def _delivery(
+    job_id: str, url: str, *, seq: int = 1, attempts: int = 0, due_in: float = -1.0
+) -> WebhookDelivery:
+    return WebhookDelivery(
+        job_id=job_id,
+        user_id=1,
+        url=url,
+        event="completed",
+        seq=seq,
+        payload={"jobid": job_id, "seq": seq},
+        state="pending",
+        attempts=attempts,
+        next_attempt_at=datetime.now(UTC) + timedelta(seconds=due_in),
+    )
+
+
+async def _row(engine: AsyncEngine, job_id: str, seq: int = 1) -> WebhookDelivery:
+    async with session_factory(engine)() as session:
+        return (
+            await session.scalars(
+                select(WebhookDelivery).where(
+                    WebhookDelivery.job_id == job_id, WebhookDelivery.seq == seq
+                )
+            )
+        ).one()
+
+
+async def test_a_delivery_is_retried_until_acknowledged_however_many_attempts_failed(
+    database_url: str,
+) -> None:
+    engine = await _outbox(database_url)
+    receiver = Receiver(fail_next=1)
+    receiver.start()
+    http = new_upstream_client()
+    try:
+        async with session_factory(engine).begin() as session:
+            session.add(_delivery("job-a", receiver.url, attempts=40))
+        sender = WebhookSender(session_factory(engine), http, allow_private=True)
+
+        assert await sender.send_due() == 0  # the receiver answered 500
+        row = await _row(engine, "job-a")
+        assert (row.state, row.attempts, row.last_status) == ("pending", 41, 500)
+        wait = (row.next_attempt_at - datetime.now(UTC)).total_seconds()
+        assert MAX_BACKOFF_SECONDS - 10 < wait <= MAX_BACKOFF_SECONDS  # backing off, capped
+
+        async with session_factory(engine).begin() as session:
+            await session.execute(update(WebhookDelivery).values(next_attempt_at=datetime.now(UTC)))
+        assert await sender.send_due() == 1
+        row = await _row(engine, "job-a")
+        assert (row.state, row.attempts, row.last_status) == ("delivered", 42, 200)
+        assert [r.status for r in receiver.received] == [500, 200]
+    finally:
+        await http.close()
+        receiver.stop()
+        await engine.dispose()
+
+
+async def test_deliveries_backing_off_do_not_hold_back_due_ones(database_url: str) -> None:
+    engine = await _outbox(database_url)
+    receiver = Receiver()
+    receiver.start()
+    http = new_upstream_client()
+    try:
+        async with session_factory(engine).begin() as session:
+            # More than a round of deliveries to a receiver that is down, made first.
+            session.add_all(
+                _delivery(f"down-{n}", "http://127.0.0.1:9/down", attempts=30, due_in=3600)
+                for n in range(ROUND_SIZE + 50)
+            )
+            # A job whose first delivery is backing off: its second must wait (order).
+            session.add(_delivery("ordered", receiver.url, seq=1, attempts=3, due_in=3600))
+            session.add(_delivery("ordered", receiver.url, seq=2))
+            session.add(_delivery("late", receiver.url))
+        sender = WebhookSender(session_factory(engine), http, allow_private=True)
+
+        assert await sender.send_due() == 1
+        assert [r.json for r in receiver.received] == [{"jobid": "late", "seq": 1}]
+        assert (await _row(engine, "ordered", seq=2)).state == "pending"
+    finally:
+        await http.close()
+        receiver.stop()
+        await engine.dispose()

@@ -2,8 +2,9 @@
 
 Each state change of a job with a ``replyUrl`` adds one delivery row in the
 same transaction as the change. A sender loop posts due deliveries, in order
-per job, signs each body, and retries failures with bounded exponential
-backoff. Rows survive restarts, so no delivery is lost.
+per job, signs each body, and retries failures with exponential backoff capped
+at :data:`MAX_BACKOFF_SECONDS`, until the receiver acknowledges (a 2xx): it never
+gives up. Rows survive restarts, so no delivery is lost (docs/webhooks.md).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Select, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from flowgate.domain.errors import InvalidRequest
 from flowgate.providers.http_pool import HttpPool
@@ -33,8 +35,9 @@ log = logging.getLogger("flowgate.webhooks")
 SIGNATURE_HEADER = "X-Flowgate-Signature"
 TIMESTAMP_HEADER = "X-Flowgate-Timestamp"
 TIMEOUT_SECONDS = 5.0
-MAX_ATTEMPTS = 12
 MAX_BACKOFF_SECONDS = 600.0
+# Due deliveries read per round; more wait for the next round (0.5 s later by default).
+ROUND_SIZE = 500
 # A claimed delivery is leased this long, so a crashed sender's claim expires.
 _LEASE_SECONDS = 30.0
 
@@ -116,6 +119,29 @@ def enqueue(
     )
 
 
+def _due_heads(now: datetime) -> Select[tuple[WebhookDelivery]]:
+    """Due deliveries that are the earliest pending one of their job (per-job order).
+
+    Only due rows are read: deliveries backing off for a receiver that is down (they
+    are never given up) must not crowd later ones out of the round.
+    """
+    earlier = aliased(WebhookDelivery)
+    return (
+        select(WebhookDelivery)
+        .where(
+            WebhookDelivery.state == "pending",
+            WebhookDelivery.next_attempt_at <= now,
+            ~exists().where(
+                earlier.job_id == WebhookDelivery.job_id,
+                earlier.state == "pending",
+                earlier.seq < WebhookDelivery.seq,
+            ),
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(ROUND_SIZE)
+    )
+
+
 class WebhookSender:
     """Posts due deliveries; one loop per instance, safe with several instances."""
 
@@ -154,18 +180,7 @@ class WebhookSender:
         """Send the earliest pending delivery of each job whose time has come."""
         now = datetime.now(UTC)
         async with self._sessions() as session:
-            pending = (
-                await session.scalars(
-                    select(WebhookDelivery)
-                    .where(WebhookDelivery.state == "pending")
-                    .order_by(WebhookDelivery.id)
-                    .limit(500)
-                )
-            ).all()
-        heads: dict[str, WebhookDelivery] = {}
-        for delivery in pending:
-            heads.setdefault(delivery.job_id, delivery)  # per-job order: only the earliest
-        due = [d for d in heads.values() if d.next_attempt_at <= now]
+            due = (await session.scalars(_due_heads(now))).all()
         sent = await asyncio.gather(*(self._attempt(d, now) for d in due))
         return sum(sent)
 
@@ -228,9 +243,6 @@ class WebhookSender:
         values: dict[str, Any] = {"attempts": attempts, "last_status": status, "last_error": error}
         if error is None:
             values.update(state="delivered", delivered_at=now)
-        elif attempts >= MAX_ATTEMPTS:
-            values.update(state="dead")
-            log.warning("webhook given up", extra={"job_id": delivery.job_id, "error": error})
         else:
             values.update(next_attempt_at=now + timedelta(seconds=backoff_seconds(attempts)))
         async with self._sessions.begin() as session:

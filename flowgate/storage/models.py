@@ -238,7 +238,8 @@ class WebhookDelivery(Base):
     event: Mapped[str] = mapped_column(String(32))
     seq: Mapped[int] = mapped_column(Integer)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|dead
+    # pending|delivered; "dead" (given up) was left by flowgate before migration 0008
+    state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

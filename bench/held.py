@@ -65,6 +65,7 @@ class RssSampler:
         self.interval = interval
         self.rss: list[float] = []
         self.fds: list[int] = []
+        self.times: list[float] = []  # time.monotonic() of each sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -73,6 +74,7 @@ class RssSampler:
             try:
                 self.rss.append(sum(rss_mb(pid) for pid in self.pids))
                 self.fds.append(sum(open_fds(pid) for pid in self.pids))
+                self.times.append(time.monotonic())
             except OSError:
                 return
             self._stop.wait(self.interval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,7 +10,12 @@ import pytest
 from flowgate.domain.errors import InvalidRequest
 from flowgate.domain.ids import media_generation_id
 from flowgate.domain.video_request import parse_video_request, video_request_echo
-from flowgate.domain.video_tools_request import parse_extend_request
+from flowgate.domain.video_tools_request import (
+    parse_concat_request,
+    parse_extend_request,
+    parse_gif_request,
+    parse_video_upscale_request,
+)
 
 
 def image_id(
@@ -136,3 +142,38 @@ def test_extend_count_and_seed() -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse_extend_request({**source, "seed": "7"})
     assert "send it as a JSON number (7), not a string" in caught.value.message
+
+
+def test_concat_trim_of_a_huge_integer_is_a_400() -> None:
+    # Found by review next to the fuzzer: float() of a 309-digit JSON integer overflowed (500).
+    huge = json.loads("1" + "0" * 400)
+    media = [
+        {"mediaGenerationId": video_id(), "trimStart": huge},
+        {"mediaGenerationId": video_id()},
+    ]
+    with pytest.raises(InvalidRequest) as caught:
+        parse_concat_request({"media": media})
+    assert caught.value.message == (
+        "media[0].trimStart must be from 0 to 8 seconds, got a number far out of range"
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        parse_concat_request({"media": [{**media[1], "trimEnd": float("nan")}, media[1]]})
+    assert "media[0].trimEnd must be from 0 to 8 seconds, got nan" in caught.value.message
+    spec = parse_concat_request({"media": [{**media[1], "trimEnd": 8}, media[1]]})
+    assert spec.items[0].trim_end == 8.0
+
+
+def test_media_id_with_a_user_id_too_long_for_int_is_a_400() -> None:
+    # int() refuses more than 4,300 digits with a ValueError: was a 500 on every video route.
+    too_long = f"user:{'1' * 5000}-email:-video:CAUSJ1"
+    for parse in (
+        lambda: parse_gif_request({"mediaGenerationId": too_long}),
+        lambda: parse_video_upscale_request({"mediaGenerationId": too_long}),
+        lambda: parse_concat_request({"media": [{"mediaGenerationId": too_long}] * 2}),
+        lambda: parse_video_request({"prompt": "p", "startImage": too_long}),
+    ):
+        with pytest.raises(InvalidRequest) as caught:
+            parse()
+        assert "must be a mediaGenerationId like 'user:{uid}-email:{hex}-image:{id}'" in (
+            caught.value.message
+        )

@@ -15,12 +15,13 @@ JobKind = Literal["image", "video"]
 MediaKind = Literal["image", "video"]
 
 _JOB_LETTER: dict[str, str] = {"image": "i", "video": "v"}
+# User ids are bounded: int() refuses strings of more than 4,300 digits (a ValueError).
 _JOB_RE = re.compile(
-    r"^j(?P<digits>\d{13,19})(?P<letter>[iv])-u(?P<uid>\d+)"
+    r"^j(?P<digits>[0-9]{13,19})(?P<letter>[iv])-u(?P<uid>[0-9]{1,18})"
     r"-email:(?P<email>[^\s\x00-\x1f\x7f]+)-bot:google-flow$"
 )
 _MEDIA_RE = re.compile(
-    r"^user:(?P<uid>\d+)-email:(?P<hex>[0-9a-f]*)-(?P<kind>image|video):(?P<id>[A-Za-z0-9_-]{1,64})$"
+    r"^user:(?P<uid>[0-9]{1,18})-email:(?P<hex>[0-9a-f]*)-(?P<kind>image|video):(?P<id>[A-Za-z0-9_-]{1,64})$"
 )
 _INTERNAL_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

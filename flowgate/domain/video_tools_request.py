@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -144,10 +143,12 @@ class ConcatSpec:
 def _trim(value: Any, field: str) -> float:
     if value is None:
         return 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRequest(f"{field} must be a number of seconds from 0 to 8")
+    # Compared as sent: float() of a JSON integer with 309+ digits overflows; NaN compares false.
     if not 0 <= value <= MAX_TRIM_SECONDS:
-        raise InvalidRequest(f"{field} must be from 0 to 8 seconds, got {value}")
+        shown = "a number far out of range" if abs(value) >= 1e6 else value
+        raise InvalidRequest(f"{field} must be from 0 to 8 seconds, got {shown}")
     return float(value)
 
 

@@ -114,6 +114,11 @@ def test_private_targets_refused_unless_allowed(gateway_factory) -> None:
             resp = client.post("/v1/google-flow/images", json={"prompt": "x", "replyUrl": url})
             assert resp.status_code == 400, url
             assert "private" in resp.json()["error"]
+        # A host name that cannot be looked up at all (a label over 63 characters): was a 500.
+        url = f"http://{'a' * 64}.example.com/hook"
+        resp = client.post("/v1/google-flow/images", json={"prompt": "x", "replyUrl": url})
+        assert resp.status_code == 400, resp.text
+        assert "label must be 1-63 characters" in resp.json()["error"]
 
 
 async def _outbox(url: str) -> AsyncEngine:

@@ -81,6 +81,11 @@ async def check_target(url: str, *, allow_private: bool) -> None:
         )
     except socket.gaierror as exc:
         raise InvalidRequest(f"replyUrl host {host!r} does not resolve") from exc
+    except UnicodeError as exc:  # IDNA: an empty label, or one over 63 characters
+        raise InvalidRequest(
+            f"replyUrl host {host[:80]!r} is not a valid host name: each dot-separated "
+            "label must be 1-63 characters"
+        ) from exc
     for info in infos:
         if _forbidden_address(str(info[4][0])):
             raise InvalidRequest(

@@ -8,12 +8,79 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from flowgate.api.body import read_fields
+from flowgate.api.body_schemas import blank_allowed, media_id_schema, nullable
 from flowgate.api.deps import CallerDep, RuntimeDep
 
 router = APIRouter(tags=["characters"])
 
+# What CharacterService.create accepts: a name and 1-2 image ids, as ``images`` (a list, or
+# one id) or as reference_1 / reference_2 (read only when images is not sent).
+_NAME = {"type": "string", "pattern": r"\S", "maxLength": 200, "description": "Non-blank"}
+_IMAGE_ID = media_id_schema("image")
+# At least one of them not null, not empty (null and an empty field mean "not sent").
+_ONE_OF_THE_IMAGE_FIELDS = [
+    {
+        "required": [name],
+        "properties": {name: {"type": ["string", "array"], "minLength": 1, "minItems": 1}},
+    }
+    for name in ("images", "reference_1", "reference_2")
+]
+_DESCRIPTION = "A character: a name and 1-2 of your images (images, or reference_1/2)."
+_CHARACTER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": _DESCRIPTION,
+                    "required": ["name"],
+                    "anyOf": _ONE_OF_THE_IMAGE_FIELDS,
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": _NAME,
+                        "images": nullable(
+                            {
+                                "anyOf": [
+                                    {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": 2,
+                                        "items": _IMAGE_ID,
+                                    },
+                                    _IMAGE_ID,
+                                ]
+                            }
+                        ),
+                        "reference_1": nullable(_IMAGE_ID),
+                        "reference_2": nullable(_IMAGE_ID),
+                    },
+                }
+            },
+            # A form holds one value per name: images is then a single id.
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "description": _DESCRIPTION,
+                    "required": ["name"],
+                    "anyOf": _ONE_OF_THE_IMAGE_FIELDS,
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": _NAME,
+                        "images": _IMAGE_ID,
+                        "reference_1": blank_allowed(_IMAGE_ID),
+                        "reference_2": blank_allowed(_IMAGE_ID),
+                    },
+                }
+            },
+        },
+    }
+}
 
-@router.post("/characters", summary="Create a character from 1-2 images")
+
+@router.post(
+    "/characters", openapi_extra=_CHARACTER_BODY, summary="Create a character from 1-2 images"
+)
 async def create_character(
     request: Request, runtime: RuntimeDep, caller: CallerDep
 ) -> JSONResponse:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Connection, Engine, event, func, select, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from flowgate.domain.ids import JobKind, new_job_id
 from flowgate.services.credits import CreditService
@@ -517,6 +517,97 @@ async def test_a_one_statement_batch_that_fails_fails_only_the_write_at_fault(
     assert isinstance(results[0], IntegrityError) and results[1] is None
     assert sent[0].startswith("WITH w0 AS (INSERT INTO job_events")  # as one, then each
     assert await job_rows(postgres) == {"first": "completed", "second": "completed"}
+
+
+def batches_run_through_sqlalchemy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the functions the queue hands to SQLAlchemy's ``run_sync`` from now on
+    (a spy: SQLAlchemy's own method still runs them)."""
+    ran: list[str] = []
+    run_sync = AsyncConnection.run_sync
+
+    async def spy(self: AsyncConnection, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        ran.append(getattr(fn, "__name__", repr(fn)))
+        return await run_sync(self, fn, *args, **kw)
+
+    monkeypatch.setattr(AsyncConnection, "run_sync", spy)
+    return ran
+
+
+async def test_a_job_ending_goes_straight_to_asyncpg_and_stores_what_sqlalchemy_stores(
+    postgres: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no statement listener, the one statement goes to asyncpg without SQLAlchemy
+    (no BEGIN and COMMIT either), and stores what SQLAlchemy stores."""
+    monkeypatch.setattr(write_queue_module, "IDLE_RECHECK_SECONDS", 3600.0)
+    await postgres.dispose()
+    commands = transaction_commands(postgres)
+    ran = batches_run_through_sqlalchemy(monkeypatch)
+    queue = write_queue(postgres, session_factory(postgres))
+    try:
+        queued, plain = new_job("queued"), new_job("plain")
+        plain.created_at = plain.updated_at = queued.created_at
+        await queue.run(together(insert_row(queued), insert_row(plain)))
+        await queue.run(job_ending("queued"))
+        await asyncio.sleep(0.05)  # asyncpg calls its query loggers soon, not at once
+    finally:
+        await queue.close()
+    assert ran == []
+    assert commands == []
+    async with postgres.begin() as connection:  # SQLAlchemy's own way, statement by statement
+        await connection.run_sync(job_ending("plain"))
+    assert await stored_ending(postgres, "queued") == await stored_ending(postgres, "plain")
+
+
+async def test_a_refused_batch_sent_to_asyncpg_fails_only_the_write_at_fault(
+    postgres: AsyncEngine,
+) -> None:
+    """The server refuses the one statement: the batch goes again through SQLAlchemy,
+    whose errors its callers know, and only the write at fault fails."""
+    queue = write_queue(postgres, session_factory(postgres))
+    try:
+        await queue.run(together(insert_row(new_job("first")), insert_row(new_job("second"))))
+        await queue.run(job_ending("first"))
+        results = await asyncio.gather(
+            queue.submit(job_ending("first").steps[0]),  # its image again: a duplicate
+            queue.submit(job_ending("second")),
+            return_exceptions=True,
+        )
+    finally:
+        await queue.close()
+    assert isinstance(results[0], IntegrityError) and results[1] is None
+    assert await job_rows(postgres) == {"first": "completed", "second": "completed"}
+
+
+async def test_a_batch_whose_session_ends_inside_asyncpg_is_reported_lost(
+    postgres: AsyncEngine,
+) -> None:
+    """The server ends the session while running the one statement (nothing applied):
+    its caller gets a lost connection, and the queue's next batch goes on a new one."""
+    async with postgres.begin() as connection:
+        await connection.execute(
+            text(
+                "CREATE FUNCTION end_own_session() RETURNS trigger AS $$ BEGIN "
+                "PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$ "
+                "LANGUAGE plpgsql"
+            )
+        )
+        await connection.execute(
+            text(
+                "CREATE TRIGGER end_session BEFORE INSERT ON jobs FOR EACH ROW "
+                "WHEN (NEW.id = 'doomed') EXECUTE FUNCTION end_own_session()"
+            )
+        )
+    queue = write_queue(postgres, session_factory(postgres))
+    try:
+        await queue.run(insert_row(new_job("before")))
+        outcome = await asyncio.gather(
+            queue.submit(insert_row(new_job("doomed"))), return_exceptions=True
+        )
+        await queue.run(insert_row(new_job("after")))
+    finally:
+        await queue.close()
+    assert is_connection_lost(outcome[0]), repr(outcome[0])
+    assert set(await job_rows(postgres)) == {"before", "after"}
 
 
 async def test_writes_after_close_are_refused(database: AsyncEngine) -> None:

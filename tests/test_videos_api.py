@@ -158,6 +158,28 @@ def test_upstream_failures(gateway: Gateway) -> None:
         assert job["response"]["operations"][0]["status"] == "MEDIA_GENERATION_STATUS_FAILED"
 
 
+def test_deleting_the_account_of_a_running_video_fails_it_with_409(gateway: Gateway) -> None:
+    """The user's own doing, not flowgate's: the job ends 409 with what to do, not 500."""
+    token, email = user_with_sandbox(gateway)
+    with gateway.client(token) as client:
+        started = client.post(
+            VIDEOS,
+            json={"prompt": "[sandbox:video-seconds=30] orphan", "duration": 4, "async": True},
+        )
+        assert started.status_code == 201, started.text
+        job_id = started.json()["jobid"]
+        deadline = time.monotonic() + 30
+        # "started" once the upstream has accepted it (flowgate polls its operations).
+        while client.get(f"/v1/google-flow/jobs/{job_id}").json()["status"] != "started":
+            assert time.monotonic() < deadline, "the upstream never accepted the job"
+            time.sleep(0.1)
+        assert client.delete(f"/v1/google-flow/accounts/{email}").status_code == 200
+        job = wait_job(client, job_id)
+    assert job["status"] == "failed"
+    assert (job["code"], job["error"]) == (409, "API error: 409"), job
+    assert "deleted while it ran; send the job again" in job["response"]["error"]
+
+
 def test_sync_polling_timeout_is_408_and_the_job_goes_on(gateway_factory) -> None:
     gw = gateway_factory("sqlite", FLOWGATE_VIDEO_SYNC_TIMEOUT_SECONDS="0.5")
     gw.start()

@@ -42,6 +42,7 @@ _DESCRIPTIONS = {
     403: "Another user's job, or a refused upstream",
     404: "Unknown account, media, character or job",
     408: "Polling timeout (the job goes on)",
+    409: "The account a video job ran on was deleted while it ran",
     410: "Job expired",
     429: "Upstream quota, no eligible account, or every account busy (Retry-After)",
     500: "Upstream or internal error",

@@ -80,6 +80,12 @@ class AccountNotFound(NotFound):
         self.email = email
 
 
+class AccountDeleted(FlowgateError):
+    """409: the account a job ran on was deleted while the job ran; send it again."""
+
+    status = 409
+
+
 class Gone(FlowgateError):
     """410: the record expired."""
 

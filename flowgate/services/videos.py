@@ -34,6 +34,7 @@ from flowgate.domain.catalogue import (
     upstream_model_id,
 )
 from flowgate.domain.errors import (
+    AccountDeleted,
     AccountNotFound,
     FlowgateError,
     InvalidRequest,
@@ -757,14 +758,16 @@ class VideoPoller:
         internal = dict(job.internal or {})
         operations: list[dict[str, Any]] = [dict(op) for op in internal.get("operations", [])]
         if account is None or not operations:
-            await self._jobs.fail(
-                job,
-                JobInterrupted(
-                    "the account that ran this job is gone"
-                    if operations
-                    else "flowgate stopped before the upstream accepted this job"
-                ),
+            # The user deleted the account mid-job (its operations can no longer be
+            # polled): their doing, so a 4xx; otherwise flowgate stopped too early.
+            error: FlowgateError = (
+                AccountDeleted(
+                    "the account this job ran on was deleted while it ran; send the job again"
+                )
+                if operations
+                else JobInterrupted("flowgate stopped before the upstream accepted this job")
             )
+            await self._jobs.fail(job, error)
             self._mark_done(job_id)
             return
         if job.status == "created":

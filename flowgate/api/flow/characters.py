@@ -10,6 +10,12 @@ from fastapi.responses import JSONResponse
 from flowgate.api.body import read_fields
 from flowgate.api.body_schemas import blank_allowed, media_id_schema, nullable
 from flowgate.api.deps import CallerDep, RuntimeDep
+from flowgate.api.response_schemas import (
+    IMAGE_ID,
+    TIMESTAMP,
+    json_response,
+    response_object,
+)
 
 router = APIRouter(tags=["characters"])
 
@@ -77,9 +83,33 @@ _CHARACTER_BODY: dict[str, Any] = {
     }
 }
 
+_CHARACTER = response_object(
+    {
+        "characterId": {
+            "type": "string",
+            "pattern": r"^character:[0-9]+-[0-9a-f]{32}$",
+            "description": "Use it as character_N on POST /images",
+        },
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "images": {"type": "array", "minItems": 1, "maxItems": 2, "items": IMAGE_ID},
+        "created": TIMESTAMP,
+    },
+    required=["characterId", "name", "images", "created"],
+    description="A character",
+)
+_DELETED = response_object(
+    {"message": {"type": "string", "pattern": r"^Character [\s\S]+ deleted$"}},
+    required=["message"],
+)
+
 
 @router.post(
-    "/characters", openapi_extra=_CHARACTER_BODY, summary="Create a character from 1-2 images"
+    "/characters",
+    openapi_extra=_CHARACTER_BODY,
+    # Documentation only: the handler's JSONResponse carries the status.
+    status_code=201,
+    responses=json_response(201, _CHARACTER, "Created"),
+    summary="Create a character from 1-2 images",
 )
 async def create_character(
     request: Request, runtime: RuntimeDep, caller: CallerDep
@@ -89,13 +119,27 @@ async def create_character(
     return JSONResponse(await runtime.characters.create(caller, fields), status_code=201)
 
 
-@router.get("/characters", summary="List characters")
+@router.get(
+    "/characters",
+    responses=json_response(
+        200,
+        response_object(
+            {"characters": {"type": "array", "items": _CHARACTER}}, required=["characters"]
+        ),
+        "Your characters",
+    ),
+    summary="List characters",
+)
 async def list_characters(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """``{"characters": [...]}``."""
     return await runtime.characters.list_all(caller)
 
 
-@router.get("/characters/{character_id}", summary="One character")
+@router.get(
+    "/characters/{character_id}",
+    responses=json_response(200, _CHARACTER, "The character"),
+    summary="One character",
+)
 async def get_character(
     character_id: str, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
@@ -103,7 +147,11 @@ async def get_character(
     return await runtime.characters.get(caller, character_id)
 
 
-@router.delete("/characters/{character_id}", summary="Delete a character")
+@router.delete(
+    "/characters/{character_id}",
+    responses=json_response(200, _DELETED, "Deleted"),
+    summary="Delete a character",
+)
 async def delete_character(
     character_id: str, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, str]:

@@ -8,6 +8,14 @@ from fastapi import APIRouter, Request
 
 from flowgate.api.body import read_fields, read_limited
 from flowgate.api.deps import CallerDep, RuntimeDep, runtime_of
+from flowgate.api.response_schemas import (
+    INTEGER,
+    MEDIA_GENERATION_ID_OBJECT,
+    MEDIA_LIST,
+    job_id_schema,
+    json_response,
+    response_object,
+)
 from flowgate.domain.errors import InvalidRequest
 
 router = APIRouter(tags=["images"])
@@ -68,19 +76,57 @@ _ASSET_BODY: dict[str, Any] = {
 }
 
 
+_ASSET_200 = json_response(
+    200,
+    response_object(
+        {
+            "mediaGenerationId": MEDIA_GENERATION_ID_OBJECT,
+            "width": INTEGER,
+            "height": INTEGER,
+            "email": {
+                "type": ["string", "null"],
+                "description": "The account the upload is labelled with (null: none usable)",
+            },
+        },
+        required=["mediaGenerationId", "width", "height", "email"],
+        description="The stored upload; its id is nested one level (contract §4)",
+    ),
+    "Uploaded",
+)
+_IMAGES_200 = json_response(
+    200,
+    response_object(
+        {"jobId": job_id_schema("image"), "media": MEDIA_LIST},
+        required=["jobId", "media"],
+        description="The images made, one media entry each (fewer than count when some failed)",
+    ),
+    "The images, stored",
+)
+
+
 async def _upload(request: Request, runtime: Any, caller: Any, email: str | None) -> dict[str, Any]:
     limit = runtime.settings.max_upload_bytes
     data = await read_limited(request, limit)
     return await runtime.images.upload(caller, data, request.headers.get("content-type"), email)
 
 
-@router.post("/assets", openapi_extra=_ASSET_BODY, summary="Upload an image (raw bytes)")
+@router.post(
+    "/assets",
+    openapi_extra=_ASSET_BODY,
+    responses=_ASSET_200,
+    summary="Upload an image (raw bytes)",
+)
 async def upload_asset(request: Request, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """Raw PNG, JPEG or WebP bytes with their Content-Type, ≤ 20 MiB."""
     return await _upload(request, runtime, caller, None)
 
 
-@router.post("/assets/{email}", openapi_extra=_ASSET_BODY, summary="Upload an image for an account")
+@router.post(
+    "/assets/{email}",
+    openapi_extra=_ASSET_BODY,
+    responses=_ASSET_200,
+    summary="Upload an image for an account",
+)
 async def upload_asset_for(
     email: str, request: Request, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
@@ -88,7 +134,12 @@ async def upload_asset_for(
     return await _upload(request, runtime, caller, email)
 
 
-@router.post("/images", openapi_extra=_IMAGE_BODY, summary="Generate images (sync)")
+@router.post(
+    "/images",
+    openapi_extra=_IMAGE_BODY,
+    responses=_IMAGES_200,
+    summary="Generate images (sync)",
+)
 async def generate_images(request: Request, caller: CallerDep) -> dict[str, Any]:
     """JSON or multipart/form-data; answers when the images are stored."""
     runtime = runtime_of(request)  # not a dependency: each one costs on the busiest route

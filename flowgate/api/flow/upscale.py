@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from flowgate.api.body import read_fields
 from flowgate.api.deps import CallerDep, RuntimeDep
+from flowgate.api.response_schemas import BASE64, IMAGE_ID, json_response, response_object
 from flowgate.domain.errors import InvalidRequest
 
 router = APIRouter(tags=["images"])
@@ -35,7 +36,32 @@ _UPSCALE_BODY: dict[str, Any] = {
 }
 
 
-@router.post("/images/upscale", openapi_extra=_UPSCALE_BODY, summary="Upscale an image to 2K/4K")
+_UPSCALE_200 = json_response(
+    200,
+    response_object(
+        {
+            "encodedImage": {**BASE64, "description": "The upscaled JPEG, base64"},
+            "upscaler": {
+                "type": "string",
+                "description": "flowgate's addition: nano-banana-pro (upstream) or lanczos (local)",
+            },
+            "mediaGenerationId": {
+                **IMAGE_ID,
+                "description": "flowgate's addition: the stored result (usable as reference_N)",
+            },
+        },
+        required=["encodedImage", "upscaler", "mediaGenerationId"],
+    ),
+    "The upscaled image",
+)
+
+
+@router.post(
+    "/images/upscale",
+    openapi_extra=_UPSCALE_BODY,
+    responses=_UPSCALE_200,
+    summary="Upscale an image to 2K/4K",
+)
 async def upscale_image(request: Request, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """JSON or multipart/form-data; answers ``encodedImage`` (base64 JPEG), ``upscaler``, id."""
     fields, files = await read_fields(request, runtime.settings.max_json_bytes)

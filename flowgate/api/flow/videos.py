@@ -11,6 +11,18 @@ from fastapi.responses import JSONResponse
 from flowgate.api.body import read_fields
 from flowgate.api.body_schemas import media_id_schema, nullable, object_schema, request_body
 from flowgate.api.deps import CallerDep, RuntimeDep
+from flowgate.api.response_schemas import (
+    BASE64,
+    FINISHED_OPERATIONS,
+    PENDING_OPERATIONS,
+    SUCCESSFUL,
+    SUCCESSFUL_OPERATION,
+    VIDEO_ID,
+    job_id_schema,
+    job_record,
+    json_response,
+    response_object,
+)
 from flowgate.domain.captcha import (
     CAPTCHA_ORDER_MAX_ENTRIES,
     CAPTCHA_PROVIDERS,
@@ -215,6 +227,76 @@ _UPSCALE_BODY = request_body(
     description="One of your videos. " + _CAPTCHA_RULE,
 )
 
+_VIDEO_JOB_ID = job_id_schema("video")
+_CLIPS_200 = json_response(
+    200,
+    response_object(
+        {
+            "jobId": _VIDEO_JOB_ID,
+            "operations": {**FINISHED_OPERATIONS, "contains": SUCCESSFUL_OPERATION},
+        },
+        required=["jobId", "operations"],
+        description="One operation per clip: made, or failed when others were made",
+    ),
+    "The clips, stored",
+)
+# An async call answers the job record as created, with its pending upstream operations.
+_SUBMITTED_201 = json_response(
+    201,
+    job_record(
+        "video",
+        status=["created"],
+        response=response_object({"operations": PENDING_OPERATIONS}, required=["operations"]),
+        response_required=True,
+    ),
+    "async: the job record (poll GET /jobs/{jobId}, or use replyUrl)",
+)
+_VIDEO_RESPONSES = {**_CLIPS_200, **_SUBMITTED_201}
+_CONCAT_200 = json_response(
+    200,
+    response_object(
+        {
+            "jobId": _VIDEO_JOB_ID,
+            "status": {"type": "string", "enum": [SUCCESSFUL]},
+            "inputsCount": {"type": "integer", "minimum": CONCAT_MIN, "maximum": CONCAT_MAX},
+            "encodedVideo": {**BASE64, "description": "The joined MP4, base64"},
+            "mediaGenerationId": {**VIDEO_ID, "description": "flowgate's addition: stored result"},
+        },
+        required=["jobId", "status", "inputsCount", "encodedVideo", "mediaGenerationId"],
+    ),
+    "The joined video",
+)
+_GIF_200 = json_response(
+    200,
+    response_object(
+        {"encodedGif": {**BASE64, "description": "The GIF, base64"}}, required=["encodedGif"]
+    ),
+    "The GIF",
+)
+_UPSCALE_RESPONSES = {
+    **json_response(
+        200,
+        response_object(
+            {
+                "jobId": _VIDEO_JOB_ID,
+                "operations": {
+                    **FINISHED_OPERATIONS,
+                    "maxItems": 1,
+                    "items": SUCCESSFUL_OPERATION,
+                },
+                "upscaler": {"type": "string", "description": "flowgate's addition"},
+            },
+            required=["jobId", "operations", "upscaler"],
+            description="The upscaled clip (a repeat: the stored one, with rawBytes)",
+        ),
+        "The upscaled video (also for a repeat in async mode)",
+    ),
+    # The work starts after the answer: the record has no response yet.
+    **json_response(
+        201, job_record("video", status=["created"]), "async: the job record, as created"
+    ),
+}
+
 
 def _is_form(request: Request) -> bool:
     return not request.headers.get("content-type", "").startswith("application/json")
@@ -223,6 +305,7 @@ def _is_form(request: Request) -> bool:
 @router.post(
     "/videos",
     openapi_extra=_VIDEO_BODY,
+    responses=_VIDEO_RESPONSES,
     summary="Generate videos with Veo (sync, or async with 201)",
 )
 async def generate_videos(request: Request, runtime: RuntimeDep, caller: CallerDep) -> JSONResponse:
@@ -232,7 +315,12 @@ async def generate_videos(request: Request, runtime: RuntimeDep, caller: CallerD
     return JSONResponse(body, status_code=status)
 
 
-@router.post("/videos/extend", openapi_extra=_EXTEND_BODY, summary="Extend a video by 8 seconds")
+@router.post(
+    "/videos/extend",
+    openapi_extra=_EXTEND_BODY,
+    responses=_VIDEO_RESPONSES,
+    summary="Extend a video by 8 seconds",
+)
 async def extend_video(request: Request, runtime: RuntimeDep, caller: CallerDep) -> JSONResponse:
     """As POST /videos, from the end of a stored clip."""
     fields, _ = await read_fields(request, runtime.settings.max_json_bytes)
@@ -240,7 +328,12 @@ async def extend_video(request: Request, runtime: RuntimeDep, caller: CallerDep)
     return JSONResponse(body, status_code=status)
 
 
-@router.post("/videos/concatenate", openapi_extra=_CONCAT_BODY, summary="Join 2-10 videos (ffmpeg)")
+@router.post(
+    "/videos/concatenate",
+    openapi_extra=_CONCAT_BODY,
+    responses=_CONCAT_200,
+    summary="Join 2-10 videos (ffmpeg)",
+)
 async def concatenate_videos(
     request: Request, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
@@ -249,7 +342,7 @@ async def concatenate_videos(
     return await runtime.videos.concatenate(caller, fields)
 
 
-@router.post("/videos/gif", openapi_extra=_GIF_BODY, summary="A GIF of a video")
+@router.post("/videos/gif", openapi_extra=_GIF_BODY, responses=_GIF_200, summary="A GIF of a video")
 async def video_gif(request: Request, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """``{mediaGenerationId}`` → ``encodedGif``."""
     fields, _ = await read_fields(request, runtime.settings.max_json_bytes)
@@ -257,7 +350,10 @@ async def video_gif(request: Request, runtime: RuntimeDep, caller: CallerDep) ->
 
 
 @router.post(
-    "/videos/upscale", openapi_extra=_UPSCALE_BODY, summary="Upscale a video to 1080p or 4K"
+    "/videos/upscale",
+    openapi_extra=_UPSCALE_BODY,
+    responses=_UPSCALE_RESPONSES,
+    summary="Upscale a video to 1080p or 4K",
 )
 async def upscale_video(request: Request, runtime: RuntimeDep, caller: CallerDep) -> JSONResponse:
     """Lanczos with ffmpeg; a repeat returns the stored result as ``rawBytes``."""

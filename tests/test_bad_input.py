@@ -188,13 +188,27 @@ def test_images_with_broken_json(client: httpx.Client, body: bytes) -> None:
     _clean_4xx(resp)
 
 
-def test_images_with_a_file_part(client: httpx.Client) -> None:
+@pytest.mark.parametrize(
+    ("path", "instead"),
+    [
+        ("/images", "POST /assets"),
+        ("/images/upscale", "mediaGenerationId of an image"),
+        ("/videos", "startImage, endImage or referenceImage_N"),
+        ("/videos/extend", "mediaGenerationId of a video"),
+        ("/videos/gif", "mediaGenerationId of a video"),
+        ("/videos/upscale", "mediaGenerationId of a video"),
+        ("/characters", "POST /assets"),
+    ],
+)
+def test_a_file_part_where_no_file_is_taken(client: httpx.Client, path: str, instead: str) -> None:
+    """A form's file part is refused, naming it and what to send; never silently dropped."""
     resp = client.post(
-        f"{FLOW}/images",
-        data={"prompt": "x"},
-        files={"reference_1": ("a.png", _png(), "image/png")},
+        f"{FLOW}{path}",
+        data={"prompt": "x", "name": "x", "email": "x@example.com"},
+        files={"startImage": ("a.png", _png(), "image/png")},
     )
-    _clean_4xx(resp, 400)
+    message = _clean_4xx(resp, 400)
+    assert "file field(s) startImage not accepted here" in message and instead in message
 
 
 @pytest.mark.parametrize(

@@ -92,3 +92,14 @@ def _check_string(text: str) -> None:
         raise InvalidRequest(
             "Text contains an unpaired surrogate (e.g. \\ud800): send valid Unicode"
         ) from None
+
+
+async def read_text_fields(request: Request, limit: int, *, instead: str) -> dict[str, Any]:
+    """As :func:`read_fields`, for a route that takes no files: a form's file part is a
+    400 that names it and says what to send ``instead`` (not a part silently dropped)."""
+    fields, files = await read_fields(request, limit)
+    if files:
+        raise InvalidRequest(
+            f"file field(s) {', '.join(sorted(files))} not accepted here: {instead}"
+        )
+    return fields

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from flowgate.api.body import read_fields
+from flowgate.api.body import read_text_fields
 from flowgate.api.body_schemas import blank_allowed, media_id_schema, nullable
 from flowgate.api.deps import CallerDep, RuntimeDep
 from flowgate.api.response_schemas import (
@@ -115,7 +115,11 @@ async def create_character(
     request: Request, runtime: RuntimeDep, caller: CallerDep
 ) -> JSONResponse:
     """``{"name", "images": [mediaGenerationId, …]}`` → 201 with ``characterId``."""
-    fields, _files = await read_fields(request, runtime.settings.max_json_bytes)
+    fields = await read_text_fields(
+        request,
+        runtime.settings.max_json_bytes,
+        instead="upload images with POST /assets and pass their mediaGenerationId in images",
+    )
     return JSONResponse(await runtime.characters.create(caller, fields), status_code=201)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from flowgate.api.body import read_fields, read_limited
+from flowgate.api.body import read_limited, read_text_fields
 from flowgate.api.deps import CallerDep, RuntimeDep, runtime_of
 from flowgate.api.response_schemas import (
     INTEGER,
@@ -16,7 +16,6 @@ from flowgate.api.response_schemas import (
     json_response,
     response_object,
 )
-from flowgate.domain.errors import InvalidRequest
 
 router = APIRouter(tags=["images"])
 
@@ -143,11 +142,10 @@ async def upload_asset_for(
 async def generate_images(request: Request, caller: CallerDep) -> dict[str, Any]:
     """JSON or multipart/form-data; answers when the images are stored."""
     runtime = runtime_of(request)  # not a dependency: each one costs on the busiest route
-    fields, files = await read_fields(request, runtime.settings.max_json_bytes)
-    if files:
-        raise InvalidRequest(
-            f"file field(s) {', '.join(sorted(files))} not accepted here: upload images with "
-            "POST /assets and pass their mediaGenerationId as reference_N"
-        )
+    fields = await read_text_fields(
+        request,
+        runtime.settings.max_json_bytes,
+        instead="upload images with POST /assets and pass their mediaGenerationId as reference_N",
+    )
     form = not request.headers.get("content-type", "").startswith("application/json")
     return await runtime.images.generate(caller, fields, form=form)

@@ -6,10 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from flowgate.api.body import read_fields
+from flowgate.api.body import read_text_fields
 from flowgate.api.deps import CallerDep, RuntimeDep
 from flowgate.api.response_schemas import BASE64, IMAGE_ID, json_response, response_object
-from flowgate.domain.errors import InvalidRequest
 
 router = APIRouter(tags=["images"])
 
@@ -64,11 +63,10 @@ _UPSCALE_200 = json_response(
 )
 async def upscale_image(request: Request, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """JSON or multipart/form-data; answers ``encodedImage`` (base64 JPEG), ``upscaler``, id."""
-    fields, files = await read_fields(request, runtime.settings.max_json_bytes)
-    if files:
-        raise InvalidRequest(
-            f"file field(s) {', '.join(sorted(files))} not accepted here: send the "
-            "mediaGenerationId of an image made by POST /images"
-        )
+    fields = await read_text_fields(
+        request,
+        runtime.settings.max_json_bytes,
+        instead="send the mediaGenerationId of an image made by POST /images",
+    )
     form = not request.headers.get("content-type", "").startswith("application/json")
     return await runtime.upscale.upscale(caller, fields, form=form)

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from flowgate.api.body import read_fields
+from flowgate.api.body import read_text_fields
 from flowgate.api.body_schemas import media_id_schema, nullable, object_schema, request_body
 from flowgate.api.deps import CallerDep, RuntimeDep
 from flowgate.api.response_schemas import (
@@ -298,6 +298,9 @@ _UPSCALE_RESPONSES = {
 }
 
 
+_VIDEO_IDS = "send the mediaGenerationId of a video made by POST /videos"
+
+
 def _is_form(request: Request) -> bool:
     return not request.headers.get("content-type", "").startswith("application/json")
 
@@ -310,7 +313,12 @@ def _is_form(request: Request) -> bool:
 )
 async def generate_videos(request: Request, runtime: RuntimeDep, caller: CallerDep) -> JSONResponse:
     """Sync: 200 when the clips are stored (408 after the polling limit). Async: 201 job."""
-    fields, _ = await read_fields(request, runtime.settings.max_json_bytes)
+    fields = await read_text_fields(
+        request,
+        runtime.settings.max_json_bytes,
+        instead="upload images with POST /assets and pass their mediaGenerationId as "
+        "startImage, endImage or referenceImage_N",
+    )
     status, body = await runtime.videos.generate(caller, fields, form=_is_form(request))
     return JSONResponse(body, status_code=status)
 
@@ -323,7 +331,7 @@ async def generate_videos(request: Request, runtime: RuntimeDep, caller: CallerD
 )
 async def extend_video(request: Request, runtime: RuntimeDep, caller: CallerDep) -> JSONResponse:
     """As POST /videos, from the end of a stored clip."""
-    fields, _ = await read_fields(request, runtime.settings.max_json_bytes)
+    fields = await read_text_fields(request, runtime.settings.max_json_bytes, instead=_VIDEO_IDS)
     status, body = await runtime.videos.extend(caller, fields, form=_is_form(request))
     return JSONResponse(body, status_code=status)
 
@@ -338,14 +346,14 @@ async def concatenate_videos(
     request: Request, runtime: RuntimeDep, caller: CallerDep
 ) -> dict[str, Any]:
     """``{media: [{mediaGenerationId, trimStart, trimEnd}]}`` → ``encodedVideo``."""
-    fields, _ = await read_fields(request, runtime.settings.max_json_bytes)
+    fields = await read_text_fields(request, runtime.settings.max_json_bytes, instead=_VIDEO_IDS)
     return await runtime.videos.concatenate(caller, fields)
 
 
 @router.post("/videos/gif", openapi_extra=_GIF_BODY, responses=_GIF_200, summary="A GIF of a video")
 async def video_gif(request: Request, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """``{mediaGenerationId}`` → ``encodedGif``."""
-    fields, _ = await read_fields(request, runtime.settings.max_json_bytes)
+    fields = await read_text_fields(request, runtime.settings.max_json_bytes, instead=_VIDEO_IDS)
     return await runtime.videos.gif(caller, fields)
 
 
@@ -357,6 +365,6 @@ async def video_gif(request: Request, runtime: RuntimeDep, caller: CallerDep) ->
 )
 async def upscale_video(request: Request, runtime: RuntimeDep, caller: CallerDep) -> JSONResponse:
     """Lanczos with ffmpeg; a repeat returns the stored result as ``rawBytes``."""
-    fields, _ = await read_fields(request, runtime.settings.max_json_bytes)
+    fields = await read_text_fields(request, runtime.settings.max_json_bytes, instead=_VIDEO_IDS)
     status, body = await runtime.videos.upscale(caller, fields, form=_is_form(request))
     return JSONResponse(body, status_code=status)

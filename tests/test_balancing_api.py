@@ -26,7 +26,10 @@ def sandbox_accounts(gw: Gateway, token: str, n: int, **extra: object) -> list[s
 
 
 def upstream_calls(gw: Gateway) -> int:
-    return len(httpx.get(f"{gw.base_url}/sandbox/gemini/_sandbox/calls").json()["calls"])
+    """Image generation calls the shared sandbox has answered (not the operation polls of
+    async videos that earlier tests on this gateway may leave running)."""
+    logged = httpx.get(f"{gw.base_url}/sandbox/gemini/_sandbox/calls").json()["calls"]
+    return sum(1 for call in logged if call["method"] in ("generateContent", "predict"))
 
 
 def account_of(response: httpx.Response) -> str:

@@ -392,7 +392,7 @@ def test_stats_hide_another_users_running_job(world: World) -> None:
         started = owner.post(
             f"{FLOW}/videos",
             json={
-                "prompt": f"{a.marker} still running [sandbox:video-seconds=10]",
+                "prompt": f"{a.marker} still running [sandbox:video-seconds=3]",
                 "duration": 4,
                 "async": True,
             },

@@ -36,7 +36,10 @@ def new_user(gw: Gateway) -> tuple[str, str]:
 
 
 def calls(gw: Gateway) -> int:
-    return len(httpx.get(f"{gw.base_url}/sandbox/gemini/_sandbox/calls").json()["calls"])
+    """Image generation calls the shared sandbox has answered (not the operation polls of
+    async videos that earlier tests on this gateway may leave running)."""
+    logged = httpx.get(f"{gw.base_url}/sandbox/gemini/_sandbox/calls").json()["calls"]
+    return sum(1 for call in logged if call["method"] in ("generateContent", "predict"))
 
 
 # ---------------------------------------------------------------- OpenAI

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -32,53 +33,38 @@ _ONE_OF_THE_IMAGE_FIELDS = [
     for name in ("images", "reference_1", "reference_2")
 ]
 _DESCRIPTION = "A character: a name and 1-2 of your images (images, or reference_1/2)."
+
+
+def _character_body(
+    images: Mapping[str, Any], optional: Callable[[Mapping[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """The body in one format: ``images`` as that format carries it, ``optional`` for the
+    fields that may be left out (:func:`nullable` in JSON, :func:`blank_allowed` in a form)."""
+    return {
+        "type": "object",
+        "description": _DESCRIPTION,
+        "required": ["name"],
+        "anyOf": _ONE_OF_THE_IMAGE_FIELDS,
+        "additionalProperties": False,
+        "properties": {
+            "name": _NAME,
+            "images": images,
+            "reference_1": optional(_IMAGE_ID),
+            "reference_2": optional(_IMAGE_ID),
+        },
+    }
+
+
+_IMAGE_LIST = {"type": "array", "minItems": 1, "maxItems": 2, "items": _IMAGE_ID}
 _CHARACTER_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {
-                "schema": {
-                    "type": "object",
-                    "description": _DESCRIPTION,
-                    "required": ["name"],
-                    "anyOf": _ONE_OF_THE_IMAGE_FIELDS,
-                    "additionalProperties": False,
-                    "properties": {
-                        "name": _NAME,
-                        "images": nullable(
-                            {
-                                "anyOf": [
-                                    {
-                                        "type": "array",
-                                        "minItems": 1,
-                                        "maxItems": 2,
-                                        "items": _IMAGE_ID,
-                                    },
-                                    _IMAGE_ID,
-                                ]
-                            }
-                        ),
-                        "reference_1": nullable(_IMAGE_ID),
-                        "reference_2": nullable(_IMAGE_ID),
-                    },
-                }
+                "schema": _character_body(nullable({"anyOf": [_IMAGE_LIST, _IMAGE_ID]}), nullable)
             },
             # A form holds one value per name: images is then a single id.
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "description": _DESCRIPTION,
-                    "required": ["name"],
-                    "anyOf": _ONE_OF_THE_IMAGE_FIELDS,
-                    "additionalProperties": False,
-                    "properties": {
-                        "name": _NAME,
-                        "images": _IMAGE_ID,
-                        "reference_1": blank_allowed(_IMAGE_ID),
-                        "reference_2": blank_allowed(_IMAGE_ID),
-                    },
-                }
-            },
+            "multipart/form-data": {"schema": _character_body(_IMAGE_ID, blank_allowed)},
         },
     }
 }

@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowgate.providers.http_pool import new_upstream_client
 from flowgate.services.webhooks import MAX_BACKOFF_SECONDS, ROUND_SIZE, WebhookSender
-from flowgate.storage.db import create_engine, session_factory
-from flowgate.storage.migrate import migrate
-from flowgate.storage.models import User, WebhookDelivery
+from flowgate.storage.db import session_factory
+from flowgate.storage.models import WebhookDelivery
 from tests.gateway import Gateway
 from tests.receiver import Receiver
+from tests.test_write_queue import prepared_engine
 
 
 def _verify(secret: str, received) -> bool:
@@ -121,15 +121,6 @@ def test_private_targets_refused_unless_allowed(gateway_factory) -> None:
         assert "label must be 1-63 characters" in resp.json()["error"]
 
 
-async def _outbox(url: str) -> AsyncEngine:
-    """A migrated database holding user 1 (webhook secret ``s``)."""
-    engine = create_engine(url)
-    await migrate(engine)
-    async with session_factory(engine).begin() as session:
-        session.add(User(name="owner", webhook_secret="s"))
-    return engine
-
-
 def _delivery(
     job_id: str, url: str, *, seq: int = 1, attempts: int = 0, due_in: float = -1.0
 ) -> WebhookDelivery:
@@ -160,7 +151,7 @@ async def _row(engine: AsyncEngine, job_id: str, seq: int = 1) -> WebhookDeliver
 async def test_a_delivery_is_retried_until_acknowledged_however_many_attempts_failed(
     database_url: str,
 ) -> None:
-    engine = await _outbox(database_url)
+    engine = await prepared_engine(database_url)
     receiver = Receiver(fail_next=1)
     receiver.start()
     http = new_upstream_client()
@@ -188,7 +179,7 @@ async def test_a_delivery_is_retried_until_acknowledged_however_many_attempts_fa
 
 
 async def test_deliveries_backing_off_do_not_hold_back_due_ones(database_url: str) -> None:
-    engine = await _outbox(database_url)
+    engine = await prepared_engine(database_url)
     receiver = Receiver()
     receiver.start()
     http = new_upstream_client()

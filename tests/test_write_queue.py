@@ -558,26 +558,6 @@ async def test_a_job_ending_goes_straight_to_asyncpg_and_stores_what_sqlalchemy_
     assert await stored_ending(postgres, "queued") == await stored_ending(postgres, "plain")
 
 
-async def test_a_refused_batch_sent_to_asyncpg_fails_only_the_write_at_fault(
-    postgres: AsyncEngine,
-) -> None:
-    """The server refuses the one statement: the batch goes again through SQLAlchemy,
-    whose errors its callers know, and only the write at fault fails."""
-    queue = write_queue(postgres, session_factory(postgres))
-    try:
-        await queue.run(together(insert_row(new_job("first")), insert_row(new_job("second"))))
-        await queue.run(job_ending("first"))
-        results = await asyncio.gather(
-            queue.submit(job_ending("first").steps[0]),  # its image again: a duplicate
-            queue.submit(job_ending("second")),
-            return_exceptions=True,
-        )
-    finally:
-        await queue.close()
-    assert isinstance(results[0], IntegrityError) and results[1] is None
-    assert await job_rows(postgres) == {"first": "completed", "second": "completed"}
-
-
 async def test_a_batch_whose_session_ends_inside_asyncpg_is_reported_lost(
     postgres: AsyncEngine,
 ) -> None:
